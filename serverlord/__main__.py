@@ -1,0 +1,5 @@
+import sys
+
+from serverlord.cli import main
+
+sys.exit(main())

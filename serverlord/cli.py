@@ -1,0 +1,325 @@
+"""The ``serverlord`` command line.
+
+argparse keeps start-up quick: heavy packages (Litestar, uvicorn) are imported
+only by the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from serverlord import __version__
+from serverlord.checks import Check
+from serverlord.config import Settings, SettingsError, add_arguments, settings_from
+from serverlord.durations import DurationError, parse_duration
+from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
+
+DEFAULT_PERIOD = "1d"
+DEFAULT_GRACE = "1h"
+NAME_LIMIT = 100
+TAG_LIMIT = 50
+
+
+class CommandError(Exception):
+    """A command could not do what was asked; the message says why."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        settings = settings_from(args)
+        return int(args.run(args, settings) or 0)
+    except (SettingsError, ScheduleError, DurationError) as exc:
+        parser.exit(2, f"serverlord: error: {exc}\n")
+    except CommandError as exc:
+        parser.exit(1, f"serverlord: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serverlord",
+        description="Monitor cron jobs, systemd timers and backups by their pings.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"serverlord {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server",
+                                description="Run the ping server and the sweepers.")
+    add_arguments(serve, serve=True)
+    serve.set_defaults(run=run_serve)
+
+    _add_check_commands(commands)
+    _add_schedule_commands(commands)
+    return parser
+
+
+def _add_check_commands(commands: Any) -> None:
+    check = commands.add_parser("check", help="add, list, show, pause or remove checks")
+    actions = check.add_subparsers(title="actions", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="add a check and print its ping URL")
+    add.add_argument("name")
+    kind = add.add_mutually_exclusive_group()
+    kind.add_argument("--period", help=f"ping expected every D (default {DEFAULT_PERIOD})")
+    kind.add_argument("--cron", metavar="EXPR", help="5-field cron expression")
+    kind.add_argument("--oncalendar", metavar="EXPR",
+                      help="systemd OnCalendar expression")
+    add.add_argument("--tz", default="UTC", help="IANA time zone of the schedule")
+    add.add_argument("--grace", default=DEFAULT_GRACE,
+                     help=f"how late a ping may be (default {DEFAULT_GRACE})")
+    add.add_argument("--max-runtime", help="longest a started run may take")
+    add.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    add.add_argument("--slug", default="", help="slug for slug ping URLs")
+    add.add_argument("--desc", default="", help="description")
+    add.add_argument("--manual-resume", action="store_true",
+                     help="a paused check stays paused when pinged")
+    _common(add, _add)
+
+    _common(actions.add_parser("list", help="list checks"), _list)
+    for name, helptext, handler in (
+        ("show", "show a check with its recent pings and flips", _show),
+        ("pause", "pause a check: no alerts until its next ping", _pause),
+        ("resume", "resume a paused check", _resume),
+        ("rm", "remove a check and its history", _remove),
+    ):
+        sub = actions.add_parser(name, help=helptext)
+        sub.add_argument("id", help="the check's uuid")
+        _common(sub, handler)
+
+
+def _add_schedule_commands(commands: Any) -> None:
+    schedule = commands.add_parser("schedule", help="try out schedule expressions")
+    actions = schedule.add_subparsers(title="actions", metavar="ACTION", required=True)
+    show = actions.add_parser("preview", help="print the next due times of EXPR")
+    show.add_argument("expression", help="cron or OnCalendar expression")
+    show.add_argument("--tz", default="UTC", help="IANA time zone")
+    show.add_argument("--after", help="start from this ISO time (default: now)")
+    show.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(run=run_preview)
+
+
+def _common(parser: argparse.ArgumentParser, handler: Callable[..., Any]) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_arguments(parser, serve=False)
+    parser.set_defaults(run=lambda args, settings: _with_store(args, settings, handler))
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serverlord.server import serve
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings))
+    except ImportError:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        raise CommandError(str(exc)) from exc
+    return 0
+
+
+def run_preview(args: argparse.Namespace, settings: Settings) -> int:
+    schedule = Schedule.parse(args.expression, args.tz)
+    after = datetime.now(UTC) if args.after is None else _parse_time(args.after)
+    if not 1 <= args.n <= 1000:
+        raise CommandError("-n must be between 1 and 1000")
+    times = preview(schedule, after, args.n)
+    zone = ZoneInfo(schedule.tz)
+    if args.json:
+        _print_json([{"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()}
+                     for t in times])
+        return 0
+    print(f"{schedule.describe()}, next {len(times)} after {after.isoformat()}:")
+    for t in times:
+        print(f"  {t.isoformat()}   {t.astimezone(zone).isoformat()} {schedule.tz}")
+    if not times:
+        print("  (never again)")
+    return 0
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CommandError(f"--after: {text!r} is not an ISO 8601 time") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+# Check commands: each runs against the store, with the store open.
+
+Handler = Callable[[argparse.Namespace, Settings, Any], Awaitable[int]]
+
+
+def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) -> int:
+    from serverlord.store import open_store
+
+    async def run() -> int:
+        store = open_store(settings)
+        await store.open()
+        try:
+            return await handler(args, settings, store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    check = check_from_args(args)
+    await store.add_check(check)
+    url = f"{settings.resolved_base_url()}/ping/{check.id}"
+    if args.json:
+        _print_json(_check_json(check, settings))
+    else:
+        print(f"added check {check.name!r} ({check.schedule.describe()})")
+        print(f"id:       {check.id}")
+        print(f"ping URL: {url}")
+    return 0
+
+
+def check_from_args(args: argparse.Namespace) -> Check:
+    name = args.name.strip()
+    if not name or len(name) > NAME_LIMIT or not name.isprintable():
+        raise CommandError(f"name: must be 1 to {NAME_LIMIT} printable characters")
+    if args.cron:
+        schedule = Schedule.cron(args.cron, args.tz)
+    elif args.oncalendar:
+        schedule = Schedule.oncalendar(args.oncalendar, args.tz)
+    else:
+        period = parse_duration(args.period or DEFAULT_PERIOD)
+        schedule = Schedule.simple(check_seconds("timeout", period))
+    grace = check_seconds("grace", parse_duration(args.grace))
+    max_runtime = None
+    if args.max_runtime:
+        max_runtime = check_seconds("max_runtime", parse_duration(args.max_runtime))
+    for tag in args.tag:
+        if not tag or len(tag) > TAG_LIMIT or any(ch.isspace() for ch in tag):
+            raise CommandError(f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, "
+                               "without spaces")
+    return Check(
+        id=str(uuid.uuid4()),
+        name=name,
+        schedule=schedule,
+        grace=grace,
+        slug=args.slug,
+        tags=" ".join(args.tag),
+        desc=args.desc,
+        max_runtime=max_runtime,
+        manual_resume=args.manual_resume,
+        created=time.time(),
+    )
+
+
+async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from serverlord.render import check_line
+
+    checks = await store.list_checks()
+    if args.json:
+        _print_json([_check_json(check, settings) for check in checks])
+        return 0
+    now = time.time()
+    for check in checks:
+        print(check_line(check, now))
+    if not checks:
+        print("no checks yet: add one with `serverlord check add NAME --period 5m`")
+    return 0
+
+
+async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from serverlord.render import check_details, flip_json, ping_json
+
+    check = await _get(store, args.id)
+    pings = await store.recent_pings(check.id, 10)
+    flips = await store.recent_flips(check.id, 10)
+    if args.json:
+        data = _check_json(check, settings)
+        data["pings"] = [ping_json(ping) for ping in pings]
+        data["flips"] = [flip_json(flip) for flip in flips]
+        _print_json(data)
+        return 0
+    base = settings.resolved_base_url()
+    print(check_details(check, base, pings, flips, time.time()))
+    return 0
+
+
+async def _pause(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    await _get(store, args.id)
+    check = await store.pause_check(args.id, time.time())
+    return _report(args, settings, check, "paused")
+
+
+async def _resume(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from serverlord.store import ConflictError
+
+    await _get(store, args.id)
+    try:
+        check = await store.resume_check(args.id, time.time())
+    except ConflictError as exc:
+        raise CommandError(f"check {args.id}: {exc}") from exc
+    return _report(args, settings, check, "resumed")
+
+
+async def _remove(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    check = await _get(store, args.id)
+    await store.delete_check(check.id)
+    if args.json:
+        _print_json({"uuid": check.id, "deleted": True})
+    else:
+        print(f"removed check {check.name!r} ({check.id})")
+    return 0
+
+
+async def _get(store: Any, check_id: str) -> Check:
+    try:
+        canonical = str(uuid.UUID(check_id))
+    except ValueError as exc:
+        raise CommandError(f"{check_id!r} is not a check id (a uuid)") from exc
+    check: Check | None = await store.get_check(canonical)
+    if check is None:
+        raise CommandError(f"no check has the id {canonical}")
+    return check
+
+
+def _report(args: argparse.Namespace, settings: Settings, check: Check, done: str) -> int:
+    if args.json:
+        _print_json(_check_json(check, settings))
+    else:
+        print(f"{done} check {check.name!r} ({check.id})")
+    return 0
+
+
+def _check_json(check: Check, settings: Settings) -> dict[str, Any]:
+    from serverlord.render import check_json
+
+    return check_json(check, settings.resolved_base_url())
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The HTTP side of serverlord: routes and the Litestar application."""

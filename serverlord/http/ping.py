@@ -1,0 +1,131 @@
+"""The ping routes, compatible with Healthchecks.io's ping API.
+
+``/ping/<uuid>[/start|/fail|/log|/<exit status>]`` by GET, POST or HEAD. The
+answer comes only after the ping is committed to the store. Answers are plain
+text, as cron wrappers and Healthchecks clients expect.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from litestar import Request, Response, route
+from litestar.exceptions import ClientException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
+
+from serverlord.pings import BadPingError, Ping, kind_of
+from serverlord.store.base import CheckNotFoundError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+USER_AGENT_LIMIT = 200
+NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
+
+
+class PingService:
+    """What the ping routes need from the running server."""
+
+    def __init__(self, ingest: Any, body_limit: int, trusted_proxy: bool) -> None:
+        self.ingest = ingest
+        self.body_limit = body_limit
+        self.trusted_proxy = trusted_proxy
+        self.headers = {
+            "Access-Control-Allow-Origin": "*",
+            "Cache-Control": NO_CACHE,
+            "Ping-Body-Limit": str(body_limit),
+        }
+
+    def answer(self, request: Request[Any, Any, Any], status: int, text: str) -> Response[bytes]:
+        body = b"" if request.method == "HEAD" else text.encode()
+        return Response(body, status_code=status, media_type="text/plain",
+                        headers=self.headers)
+
+    async def handle(
+        self, request: Request[Any, Any, Any], code: str, suffix: str | None
+    ) -> Response[bytes]:
+        received = time.time()
+        try:
+            ping = await self._parse(request, code, suffix, received)
+        except BadPingError as exc:
+            return self.answer(request, 400, str(exc))
+        except LookupError:
+            return self.answer(request, 404, "not found")
+        except ClientException as exc:
+            return self.answer(request, exc.status_code, "request body too large")
+
+        try:
+            await self.ingest(ping)
+        except CheckNotFoundError:
+            return self.answer(request, 404, "not found")
+        except StoreUnavailableError:
+            response = self.answer(request, 503, "store unavailable, try again")
+            response.headers["Retry-After"] = "1"
+            return response
+        return self.answer(request, 200, "OK")
+
+    async def _parse(
+        self, request: Request[Any, Any, Any], code: str, suffix: str | None,
+        received: float,
+    ) -> Ping:
+        if not UUID_RE.fullmatch(code):
+            raise LookupError(code)
+        kind, exit_status = kind_of(suffix)
+        rid = _run_id(request.query_params.get("rid"))
+        body = b"" if request.method == "HEAD" else await request.body()
+        return Ping(
+            check_id=code,
+            received=received,
+            kind=kind,
+            method=request.method,
+            exit_status=exit_status,
+            remote_addr=self._remote_addr(request),
+            user_agent=request.headers.get("user-agent", "")[:USER_AGENT_LIMIT],
+            rid=rid,
+            body=body[: self.body_limit],
+        )
+
+    def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
+        if self.trusted_proxy:
+            forwarded = request.headers.get("x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()[:64]
+        client = request.client
+        return "" if client is None else client.host
+
+
+def _run_id(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if not UUID_RE.fullmatch(lowered):
+        raise BadPingError("invalid uuid format")
+    return lowered
+
+
+def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
+    """The route handlers of the ping API, bound to one ping service."""
+
+    async def ping(
+        request: Request[Any, Any, Any], code: FromPath[str]
+    ) -> Response[bytes]:
+        return await service.handle(request, code, None)
+
+    async def ping_suffix(
+        request: Request[Any, Any, Any], code: FromPath[str], suffix: FromPath[str]
+    ) -> Response[bytes]:
+        return await service.handle(request, code, suffix)
+
+    options: dict[str, Any] = {
+        "http_method": ["GET", "POST", "HEAD"],
+        "request_max_body_size": body_cap,
+        "include_in_schema": False,
+    }
+    return [
+        route("/ping/{code:str}", **options)(ping),
+        route("/ping/{code:str}/{suffix:str}", **options)(ping_suffix),
+    ]

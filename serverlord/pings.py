@@ -1,0 +1,115 @@
+"""Pings and what each one does to its check.
+
+``apply_ping`` is the whole state machine of a ping; it runs inside the store's
+transaction so that the check row, the ping row and any flip commit together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serverlord.checks import (
+    DOWN,
+    EXIT_STATUS,
+    FAILURE,
+    PAUSED,
+    SUCCESS,
+    UP,
+    Check,
+    Flip,
+)
+
+SUCCESS_KIND, START, FAIL, LOG, IGNORED = "success", "start", "fail", "log", "ign"
+USER_AGENT_LIMIT = 200
+
+
+class BadPingError(ValueError):
+    """The ping URL is malformed; the message is the answer's body."""
+
+
+@dataclass(slots=True)
+class Ping:
+    check_id: str
+    received: float
+    kind: str
+    method: str = "GET"
+    exit_status: int | None = None
+    remote_addr: str = ""
+    user_agent: str = ""
+    rid: str | None = None
+    body: bytes = b""
+    duration: float | None = None
+    n: int = 0
+
+
+def kind_of(suffix: str | None) -> tuple[str, int | None]:
+    """The ping kind and exit status named by the last segment of a ping URL."""
+    if suffix is None or suffix == "":
+        return SUCCESS_KIND, None
+    if suffix in (START, FAIL, LOG):
+        return suffix, None
+    if suffix.isascii() and suffix.isdigit():
+        if len(suffix) > 3 or int(suffix) > 255:
+            raise BadPingError("invalid url format")
+        code = int(suffix)
+        return (SUCCESS_KIND if code == 0 else FAIL), code
+    raise LookupError(suffix)
+
+
+def apply_ping(check: Check, ping: Ping) -> Flip | None:
+    """Apply one ping to its check; return the flip it causes, if any."""
+    check.n_pings += 1
+    ping.n = check.n_pings
+
+    if ping.kind == LOG:
+        return None
+    if check.status == PAUSED and check.manual_resume:
+        ping.kind = IGNORED
+        return None
+    if ping.kind == START:
+        check.last_start = ping.received
+        check.last_start_rid = ping.rid
+        return None
+
+    _close_run(check, ping)
+    check.last_ping = ping.received
+    if ping.kind == FAIL:
+        return _flip(check, ping, DOWN)
+    return _flip(check, ping, UP)
+
+
+def _close_run(check: Check, ping: Ping) -> None:
+    # A success with another run id belongs to another run: the open one stays
+    # open. A failure ends the open run whatever its id; so does a success
+    # without an id, but neither can then say how long the run took.
+    if check.last_start is None:
+        return
+    same_run = ping.rid == check.last_start_rid
+    if not same_run and ping.kind != FAIL and ping.rid is not None:
+        return
+    if same_run:
+        ping.duration = ping.received - check.last_start
+        check.last_duration = ping.duration
+    check.last_start = None
+    check.last_start_rid = None
+
+
+def _flip(check: Check, ping: Ping, new_status: str) -> Flip | None:
+    if check.status == new_status:
+        return None
+    if new_status == UP:
+        reason = SUCCESS
+    else:
+        reason = FAILURE if ping.exit_status is None else EXIT_STATUS
+    flip = Flip(
+        check_id=check.id,
+        shard=check.shard,
+        at=ping.received,
+        detected=ping.received,
+        old_status=check.status,
+        new_status=new_status,
+        reason=reason,
+        exit_status=ping.exit_status,
+    )
+    check.status = new_status
+    return flip

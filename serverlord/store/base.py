@@ -1,0 +1,104 @@
+"""What every store offers the server and the CLI, whatever its backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from serverlord.checks import Check, Flip
+from serverlord.pings import Ping
+
+PINGS_KEPT = 100
+"""How many recent pings a check keeps; older ones are pruned as new ones come."""
+
+
+class StoreError(Exception):
+    """The root of the store's errors."""
+
+
+class CheckNotFoundError(StoreError):
+    """No check has the given id."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database refused a write (disk full, locked, gone): try again later."""
+
+
+class ConflictError(StoreError):
+    """A check changed under a compare-and-set; nothing was written."""
+
+
+@dataclass(slots=True, frozen=True)
+class PingOutcome:
+    """What a committed ping did: its check's new deadline and any flip."""
+
+    check_id: str
+    shard: int
+    deadline: float | None
+    flip: Flip | None
+
+
+@dataclass(slots=True, frozen=True)
+class Due:
+    """A check whose deadline a sweeper saw pass, to confirm against the store."""
+
+    check_id: str
+    not_before: float | None = None
+    offline_from: float | None = None
+    offline_until: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class SweepOutcome:
+    """The confirmed state of a due check: flipped, rescheduled or idle."""
+
+    check_id: str
+    shard: int
+    deadline: float | None
+    flip: Flip | None
+
+
+class Store(Protocol):
+    """The contract both backends pass; every method is safe to call at once."""
+
+    description: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def record_ping(self, ping: Ping) -> PingOutcome: ...
+
+    async def sweep(self, due: list[Due], now: float) -> list[SweepOutcome]: ...
+
+    async def add_check(self, check: Check) -> None: ...
+
+    async def update_check(self, check: Check) -> None: ...
+
+    async def delete_check(self, check_id: str) -> None: ...
+
+    async def pause_check(self, check_id: str, now: float) -> Check: ...
+
+    async def resume_check(self, check_id: str, now: float) -> Check: ...
+
+    async def get_check(self, check_id: str) -> Check | None: ...
+
+    async def list_checks(self) -> list[Check]: ...
+
+    async def count_checks(self) -> int: ...
+
+    async def recent_pings(self, check_id: str, limit: int) -> list[Ping]: ...
+
+    async def recent_flips(self, check_id: str, limit: int) -> list[Flip]: ...
+
+    async def load_deadlines(self) -> list[tuple[str, float, float]]:
+        """Every pending deadline as (check id, deadline, grace)."""
+        ...
+
+    async def changes_since(self, cursor: int) -> tuple[int, list[str]]: ...
+
+    async def last_change(self) -> int: ...
+
+    async def heartbeat(self, now: float) -> None: ...
+
+    async def last_heartbeat(self) -> float | None: ...

@@ -1,0 +1,132 @@
+"""Conversions between checks, pings, flips and the rows that store them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from serverlord.checks import Check, Deadline, Flip, deadline_of
+from serverlord.pings import Ping
+from serverlord.schedules import Schedule
+
+
+def check_from_row(row: Mapping[str, Any]) -> Check:
+    # Stored schedules were validated when they were saved: build them directly
+    # instead of parsing them again on every ping.
+    schedule = Schedule(
+        kind=row["kind"],
+        timeout=row["timeout"],
+        expression=row["schedule"],
+        tz=row["tz"],
+    )
+    return Check(
+        id=row["id"],
+        name=row["name"],
+        schedule=schedule,
+        grace=row["grace"],
+        slug=row["slug"],
+        tags=row["tags"],
+        desc=row["desc"],
+        max_runtime=row["max_runtime"],
+        manual_resume=bool(row["manual_resume"]),
+        status=row["status"],
+        n_pings=row["n_pings"],
+        last_ping=row["last_ping"],
+        last_start=row["last_start"],
+        last_start_rid=row["last_start_rid"],
+        last_duration=row["last_duration"],
+        created=row["created"],
+        version=row["version"],
+    )
+
+
+def check_to_row(check: Check) -> dict[str, Any]:
+    deadline: Deadline | None = deadline_of(check)
+    return {
+        "id": check.id,
+        "shard": check.shard,
+        "name": check.name,
+        "slug": check.slug,
+        "tags": check.tags,
+        "desc": check.desc,
+        "kind": check.schedule.kind,
+        "timeout": check.schedule.timeout,
+        "schedule": check.schedule.expression,
+        "tz": check.schedule.tz,
+        "grace": check.grace,
+        "max_runtime": check.max_runtime,
+        "manual_resume": int(check.manual_resume),
+        "status": check.status,
+        "n_pings": check.n_pings,
+        "last_ping": check.last_ping,
+        "last_start": check.last_start,
+        "last_start_rid": check.last_start_rid,
+        "last_duration": check.last_duration,
+        "deadline": None if deadline is None else deadline.at,
+        "created": check.created,
+        "version": check.version,
+    }
+
+
+def ping_to_params(ping: Ping, shard: int) -> tuple[Any, ...]:
+    return (
+        ping.check_id,
+        shard,
+        ping.n,
+        ping.received,
+        ping.kind,
+        ping.exit_status,
+        ping.method,
+        ping.remote_addr,
+        ping.user_agent,
+        ping.rid,
+        ping.duration,
+        ping.body,
+    )
+
+
+def ping_from_row(row: Mapping[str, Any]) -> Ping:
+    return Ping(
+        check_id=row["check_id"],
+        received=row["received"],
+        kind=row["kind"],
+        method=row["method"],
+        exit_status=row["exit_status"],
+        remote_addr=row["remote_addr"],
+        user_agent=row["user_agent"],
+        rid=row["rid"],
+        body=bytes(row["body"]),
+        duration=row["duration"],
+        n=row["n"],
+    )
+
+
+def flip_to_params(flip: Flip) -> tuple[Any, ...]:
+    return (
+        flip.check_id,
+        flip.shard,
+        flip.at,
+        flip.detected,
+        flip.old_status,
+        flip.new_status,
+        flip.reason,
+        flip.exit_status,
+        flip.offline_from,
+        flip.offline_until,
+    )
+
+
+def flip_from_row(row: Mapping[str, Any]) -> Flip:
+    return Flip(
+        check_id=row["check_id"],
+        shard=row["shard"],
+        at=row["at"],
+        detected=row["detected"],
+        old_status=row["old_status"],
+        new_status=row["new_status"],
+        reason=row["reason"],
+        exit_status=row["exit_status"],
+        offline_from=row["offline_from"],
+        offline_until=row["offline_until"],
+        id=row["id"],
+    )

@@ -1,0 +1,204 @@
+"""Sharded sweepers: each shard sleeps until its earliest deadline, then flips.
+
+A sweeper never scans all checks. Pings push deadlines into the heap of their
+check's shard; the shard's task sleeps until the earliest one, confirms the
+checks that fell due against the store (a ping may have moved them) and lets the
+store flip them with a compare-and-set. Heap times are on the event loop's
+monotonic clock, so a jump of the wall clock neither fires nor loses a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serverlord.checks import Flip
+from serverlord.store.base import Due, Store, StoreError, SweepOutcome
+
+log = logging.getLogger(__name__)
+
+MIN_TICK = 0.002
+"""Shortest sleep: uvloop rounds shorter ones to zero and would busy-loop."""
+MAX_SWEEP = 1000
+"""Most checks confirmed against the store in one call."""
+RETRY_AFTER = 1.0
+"""Pause before confirming again when the store refused a sweep."""
+
+FlipListener = Callable[[list[Flip]], None]
+
+
+@dataclass(slots=True)
+class _Offline:
+    """A deadline that fell while serverlord was down, held back by one grace."""
+
+    not_before: float
+    since: float | None
+    until: float
+
+
+class Shard:
+    """One sweeper: a heap of (monotonic time, deadline, check id) and a task."""
+
+    def __init__(self, index: int, store: Store, on_flips: FlipListener) -> None:
+        self.index = index
+        self.store = store
+        self.on_flips = on_flips
+        self.heap: list[tuple[float, float, str]] = []
+        self.deadlines: dict[str, float] = {}
+        self.offline: dict[str, _Offline] = {}
+        self._waiter: asyncio.Future[None] | None = None
+
+    def schedule(self, check_id: str, deadline: float | None) -> None:
+        """Set (or clear, with None) the wall-clock deadline of one check."""
+        self.offline.pop(check_id, None)
+        if deadline is None:
+            self.deadlines.pop(check_id, None)
+            return
+        if self.deadlines.get(check_id) == deadline:
+            return
+        self.deadlines[check_id] = deadline
+        self._push(check_id, deadline, deadline)
+
+    def hold_back(self, check_id: str, deadline: float, offline: _Offline) -> None:
+        """Schedule a deadline missed while offline for one grace after start."""
+        self.deadlines[check_id] = deadline
+        self.offline[check_id] = offline
+        self._push(check_id, deadline, offline.not_before)
+
+    def _push(self, check_id: str, deadline: float, fire_at: float) -> None:
+        loop_time = asyncio.get_running_loop().time()
+        when = loop_time + (fire_at - time.time())
+        earliest = self.heap[0][0] if self.heap else None
+        heapq.heappush(self.heap, (when, deadline, check_id))
+        if earliest is None or when < earliest:
+            self._wake()
+        self._compact()
+
+    def _compact(self) -> None:
+        # Every moved deadline leaves a stale entry behind; rebuild the heap
+        # when those outnumber the live ones.
+        if len(self.heap) <= 2 * len(self.deadlines) + 1024:
+            return
+        live = {cid: at for cid, at in self.deadlines.items()}
+        self.heap = [entry for entry in self.heap if live.get(entry[2]) == entry[1]]
+        heapq.heapify(self.heap)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._sleep(loop)
+            due = self._pop_due(loop.time())
+            if due:
+                await self._confirm(due)
+
+    async def _sleep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._waiter = loop.create_future()
+        timer = None
+        if self.heap:
+            when = max(self.heap[0][0], loop.time() + MIN_TICK)
+            timer = loop.call_at(when, self._wake)
+        try:
+            await self._waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
+
+    def _pop_due(self, now: float) -> list[Due]:
+        due = []
+        while self.heap and self.heap[0][0] <= now and len(due) < MAX_SWEEP:
+            _, deadline, check_id = heapq.heappop(self.heap)
+            if self.deadlines.get(check_id) != deadline:
+                continue
+            del self.deadlines[check_id]
+            offline = self.offline.pop(check_id, None)
+            if offline is None:
+                due.append(Due(check_id))
+            else:
+                due.append(
+                    Due(check_id, offline.not_before, offline.since, offline.until)
+                )
+        return due
+
+    async def _confirm(self, due: list[Due]) -> None:
+        try:
+            outcomes = await self.store.sweep(due, time.time())
+        except StoreError as exc:
+            log.error("shard %d could not confirm %d due checks: %s",
+                      self.index, len(due), exc,
+                      extra={"action": "sweep_failed", "shard": self.index})
+            await asyncio.sleep(RETRY_AFTER)
+            self._requeue(due)
+            return
+        self._apply(outcomes)
+
+    def _requeue(self, due: list[Due]) -> None:
+        now = time.time()
+        for item in due:
+            if item.check_id not in self.deadlines:
+                self.deadlines[item.check_id] = now
+                self._push(item.check_id, now, now)
+
+    def _apply(self, outcomes: list[SweepOutcome]) -> None:
+        flips = []
+        for outcome in outcomes:
+            if outcome.check_id not in self.deadlines:
+                self.schedule(outcome.check_id, outcome.deadline)
+            if outcome.flip is not None:
+                flips.append(outcome.flip)
+        if flips:
+            self.on_flips(flips)
+
+
+class Sweepers:
+    """The set of shards this process runs; a check goes to shard % count."""
+
+    def __init__(self, store: Store, count: int, on_flips: FlipListener) -> None:
+        self.shards = [Shard(i, store, on_flips) for i in range(count)]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def shard_for(self, shard: int) -> Shard:
+        return self.shards[shard % len(self.shards)]
+
+    def schedule(self, shard: int, check_id: str, deadline: float | None) -> None:
+        self.shard_for(shard).schedule(check_id, deadline)
+
+    def load(
+        self,
+        deadlines: list[tuple[str, int, float, float]],
+        started: float,
+        offline_since: float | None,
+    ) -> int:
+        """Fill the heaps at start-up; return how many were held back."""
+        held = 0
+        for check_id, shard, deadline, grace in deadlines:
+            target = self.shard_for(shard)
+            if deadline > started:
+                target.schedule(check_id, deadline)
+                continue
+            offline = _Offline(started + grace, offline_since, started)
+            target.hold_back(check_id, deadline, offline)
+            held += 1
+        return held
+
+    def heap_sizes(self) -> list[int]:
+        return [len(shard.deadlines) for shard in self.shards]
+
+    def start(self) -> None:
+        for shard in self.shards:
+            task = asyncio.create_task(shard.run(), name=f"sweeper-{shard.index}")
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

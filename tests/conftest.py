@@ -1,0 +1,88 @@
+"""Shared fixtures: a real serverlord on a real socket, in the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from serverlord.config import Settings
+from serverlord.http.app import create_app
+from serverlord.http.ping import PingService
+from serverlord.server import Server
+from serverlord.store import Store, open_store
+
+
+@dataclass
+class Live:
+    """A running serverlord: its store, its Server object and an HTTP client."""
+
+    settings: Settings
+    store: Store
+    server: Server
+    client: httpx.AsyncClient
+    base_url: str
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, shards=4)
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = open_store(settings)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
+    server = Server(settings, store)
+    await server.start()
+    service = PingService(server.ingest, settings.ping_body_limit,
+                          settings.trusted_proxy)
+    app = create_app(service, settings.ping_body_cap)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="off", access_log=False,
+                            log_level="warning", http="httptools")
+    http = uvicorn.Server(config)
+    http.capture_signals = _no_signals  # type: ignore[method-assign]
+    task = asyncio.create_task(http.serve(sockets=[sock]))
+    while not http.started:
+        await asyncio.sleep(0.005)
+    base_url = f"http://127.0.0.1:{port}"
+    settings.base_url = base_url
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        yield Live(settings, store, server, client, base_url)
+    http.should_exit = True
+    await task
+    await server.stop()
+    sock.close()
+
+
+class _NoSignals:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _no_signals() -> _NoSignals:
+    return _NoSignals()
