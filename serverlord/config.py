@@ -15,17 +15,29 @@ from typing import Any
 
 import platformdirs
 
-from serverlord.durations import DurationError, parse_duration
+from serverlord.durations import DurationError
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("serverlord", appauthor=False))
 
 
-def _setting(help: str, default: Any, *, flag_type: Any = str, serve_only: bool = True) -> Any:
+def _setting(
+    help: str,
+    default: Any,
+    *,
+    flag_type: Any = str,
+    serve_only: bool = True,
+    metavar: str = "TEXT",
+) -> Any:
     return field(
         default=default,
-        metadata={"help": help, "type": flag_type, "serve_only": serve_only},
+        metadata={
+            "help": help,
+            "type": flag_type,
+            "serve_only": serve_only,
+            "metavar": metavar,
+        },
     )
 
 
@@ -43,10 +55,6 @@ def _positive(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    return parse_duration(text)
-
-
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -60,37 +68,41 @@ def _flag(text: str) -> bool:
 class Settings:
     data_dir: Path = _setting(
         "folder of the embedded SQLite database (default: the user data folder)",
-        None, flag_type=Path, serve_only=False,
+        None, flag_type=Path, serve_only=False, metavar="DIR",
     )
     database_url: str = _setting(
         "where checks are stored: sqlite:///PATH (default: SQLite in --data-dir)",
-        "", serve_only=False,
+        "", serve_only=False, metavar="URL",
     )
-    host: str = _setting("address to listen on", "127.0.0.1")
-    port: int = _setting("TCP port to listen on", 8000, flag_type=_size)
-    shards: int = _setting("number of sweeper shards", 8, flag_type=_positive)
+    host: str = _setting("address to listen on", "127.0.0.1", metavar="HOST")
+    port: int = _setting("TCP port to listen on", 8000, flag_type=_size,
+                         metavar="PORT")
+    shards: int = _setting("number of sweeper shards", 8, flag_type=_positive,
+                           metavar="N")
     base_url: str = _setting(
         "public URL of this server, used in printed ping URLs "
         "(default: http://HOST:PORT)",
-        "", serve_only=False,
+        "", serve_only=False, metavar="URL",
     )
     ping_body_limit: int = _setting(
         "bytes of a ping's body that are stored; the rest is cut", 100_000,
-        flag_type=_size,
+        flag_type=_size, metavar="BYTES",
     )
     ping_body_cap: int = _setting(
         "largest ping body accepted at all; larger ones get 413", 10_000_000,
-        flag_type=_size,
+        flag_type=_size, metavar="BYTES",
     )
     trusted_proxy: bool = _setting(
         "take the client address from X-Forwarded-For (only behind a proxy)",
-        False, flag_type=_flag,
+        False, flag_type=_flag, metavar="BOOL",
     )
     sqlite_synchronous: str = _setting(
         "SQLite synchronous mode: FULL (fsync each commit) or NORMAL",
-        "FULL", serve_only=False,
+        "FULL", serve_only=False, metavar="MODE",
     )
-    log_level: str = _setting("log level: debug, info, warning or error", "info")
+    log_level: str = _setting(
+        "log level: debug, info, warning or error", "info", metavar="LEVEL"
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir()
@@ -121,7 +133,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
             flag,
             dest=setting.name,
             default=None,
-            metavar=setting.name.split("_")[-1].upper(),
+            metavar=setting.metadata["metavar"],
             help=f"{setting.metadata['help']}{shown} (env {env})",
         )
 
@@ -154,6 +166,8 @@ def _validate(settings: Settings) -> None:
     if settings.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
         raise SettingsError("--sqlite-synchronous: use FULL, NORMAL or EXTRA")
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
+    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise SettingsError("--log-level: use debug, info, warning or error")
     if settings.ping_body_limit > settings.ping_body_cap:
         raise SettingsError("--ping-body-limit must not exceed --ping-body-cap")
     if settings.database_url and not settings.database_url.startswith("sqlite:///"):
