@@ -53,7 +53,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def create_checks(path: Path, count: int, lag_count: int) -> tuple[list[str], list[str]]:
+async def create_checks(
+    path: Path, count: int, lag_count: int
+) -> tuple[list[str], list[str]]:
     store = SqliteStore(path)
     await store.open()
     now = time.time()
@@ -64,9 +66,13 @@ async def create_checks(path: Path, count: int, lag_count: int) -> tuple[list[st
         batch = []
         for i in range(start, min(start + 5000, count)):
             is_lag = i < lag_count
-            check = Check(id=str(uuid.uuid4()), name=f"bench-{i}",
-                          schedule=short if is_lag else day,
-                          grace=1 if is_lag else 3600, created=now)
+            check = Check(
+                id=str(uuid.uuid4()),
+                name=f"bench-{i}",
+                schedule=short if is_lag else day,
+                grace=1 if is_lag else 3600,
+                created=now,
+            )
             (lagging if is_lag else steady).append(check.id)
             batch.append(store.add_check(check))
         await asyncio.gather(*batch)
@@ -75,8 +81,18 @@ async def create_checks(path: Path, count: int, lag_count: int) -> tuple[list[st
 
 
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "serverlord", "serve", "--port", str(port),
-               "--data-dir", str(data_dir), "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "serverlord",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(command)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -89,14 +105,27 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit("serverlord did not start within 60 s")
 
 
-def run_wrk(port: int, ids_file: Path, seconds: int, connections: int) -> dict[str, float]:
+def run_wrk(
+    port: int, ids_file: Path, seconds: int, connections: int
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     env = dict(os.environ, SERVERLORD_BENCH_IDS=str(ids_file))
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-         "-s", script.name, f"http://127.0.0.1:{port}"],
-        capture_output=True, text=True, env=env, check=True,
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            script.name,
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     os.unlink(script.name)
     return parse_wrk(out)
@@ -119,7 +148,9 @@ def parse_wrk(out: str) -> dict[str, float]:
     return result
 
 
-async def builtin_load(port: int, ids: list[str], seconds: int, connections: int) -> dict[str, float]:
+async def builtin_load(
+    port: int, ids: list[str], seconds: int, connections: int
+) -> dict[str, float]:
     import httpx
 
     latencies: list[float] = []
@@ -135,7 +166,9 @@ async def builtin_load(port: int, ids: list[str], seconds: int, connections: int
             errors += response.status_code != 200
 
     limits = httpx.Limits(max_connections=connections)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits
+    ) as client:
         began = time.monotonic()
         await asyncio.gather(*(worker(client) for _ in range(connections)))
         elapsed = time.monotonic() - began
@@ -153,11 +186,12 @@ async def builtin_load(port: int, ids: list[str], seconds: int, connections: int
 async def ping_all(port: int, ids: list[str]) -> None:
     import httpx
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
-                                 limits=httpx.Limits(max_connections=32)) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=httpx.Limits(max_connections=32)
+    ) as client:
         for start in range(0, len(ids), 200):
             responses = await asyncio.gather(
-                *(client.get(f"/ping/{cid}") for cid in ids[start:start + 200])
+                *(client.get(f"/ping/{cid}") for cid in ids[start : start + 200])
             )
             assert all(r.status_code == 200 for r in responses)
 
@@ -210,7 +244,9 @@ def main() -> None:
         if use_wrk:
             load = run_wrk(port, ids_file, args.seconds, args.connections)
         else:
-            load = asyncio.run(builtin_load(port, steady, args.seconds, args.connections))
+            load = asyncio.run(
+                builtin_load(port, steady, args.seconds, args.connections)
+            )
 
         # Detection lag: arm the short checks, then keep the load going while
         # their deadlines (2 s period + 1 s grace) pass.
@@ -240,16 +276,24 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"checks loaded            {args.checks:,} (setup {setup_s:.1f} s, "
-          f"server up in {startup_s:.2f} s)")
-    print(f"durable pings/s          {load['requests_per_s']:,.0f} at "
-          f"{args.connections} connections ({report['load_generator']}), "
-          f"non-200: {load['non_2xx']:.0f}")
-    print(f"ping latency p50/p90/p99 {load.get('p50_ms', 0):.2f} / "
-          f"{load.get('p90_ms', 0):.2f} / {load.get('p99_ms', 0):.2f} ms")
+    print(
+        f"checks loaded            {args.checks:,} (setup {setup_s:.1f} s, "
+        f"server up in {startup_s:.2f} s)"
+    )
+    print(
+        f"durable pings/s          {load['requests_per_s']:,.0f} at "
+        f"{args.connections} connections ({report['load_generator']}), "
+        f"non-200: {load['non_2xx']:.0f}"
+    )
+    print(
+        f"ping latency p50/p90/p99 {load.get('p50_ms', 0):.2f} / "
+        f"{load.get('p90_ms', 0):.2f} / {load.get('p99_ms', 0):.2f} ms"
+    )
     if lag.get("flips"):
-        print(f"detection lag p50/p99/max {lag['p50_ms']:.1f} / {lag['p99_ms']:.1f} / "
-              f"{lag['max_ms']:.1f} ms over {lag['flips']} flips")
+        print(
+            f"detection lag p50/p99/max {lag['p50_ms']:.1f} / {lag['p99_ms']:.1f} / "
+            f"{lag['max_ms']:.1f} ms over {lag['flips']} flips"
+        )
     else:
         print("detection lag: no flips recorded")
 

@@ -35,8 +35,10 @@ def seconds(value: float | None) -> int | float | None:
 
 def safe_text(data: bytes, limit: int | None = None) -> str:
     """Any bytes as printable text: bad UTF-8 replaced, control characters shown."""
-    text = data[:limit].decode("utf-8", "replace") if limit else data.decode(
-        "utf-8", "replace"
+    text = (
+        data[:limit].decode("utf-8", "replace")
+        if limit
+        else data.decode("utf-8", "replace")
     )
     return "".join(
         ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text
@@ -135,11 +137,15 @@ def check_details(
     if check.tags:
         lines.append(f"  tags          {check.tags}")
     lines += [
-        f"  last ping     {iso(check.last_ping) or 'never'} ({ago(check.last_ping, now)})",
+        f"  last ping     {iso(check.last_ping) or 'never'} "
+        f"({ago(check.last_ping, now)})",
         f"  next due      {iso(due) or '-'}",
         "  last duration "
-        + (format_duration(round(check.last_duration, 3))
-           if check.last_duration else "-"),
+        + (
+            format_duration(round(check.last_duration, 3))
+            if check.last_duration
+            else "-"
+        ),
         f"  pings         {check.n_pings}",
         "",
         "recent pings:",

@@ -113,7 +113,7 @@ class Shard:
             self._waiter = None
 
     def _pop_due(self, now: float) -> list[Due]:
-        due = []
+        due: list[Due] = []
         while self.heap and self.heap[0][0] <= now and len(due) < MAX_SWEEP:
             _, deadline, check_id = heapq.heappop(self.heap)
             if self.deadlines.get(check_id) != deadline:
@@ -132,9 +132,13 @@ class Shard:
         try:
             outcomes = await self.store.sweep(due, time.time())
         except StoreError as exc:
-            log.error("shard %d could not confirm %d due checks: %s",
-                      self.index, len(due), exc,
-                      extra={"action": "sweep_failed", "shard": self.index})
+            log.error(
+                "shard %d could not confirm %d due checks: %s",
+                self.index,
+                len(due),
+                exc,
+                extra={"action": "sweep_failed", "shard": self.index},
+            )
             await asyncio.sleep(RETRY_AFTER)
             self._requeue(due)
             return

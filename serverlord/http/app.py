@@ -16,14 +16,18 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[str]:
+def _not_found(
+    request: Request[Any, Any, Any], exc: NotFoundException
+) -> Response[str]:
     return Response("not found", status_code=404, media_type="text/plain")
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
     # Plain text on the ping URLs; everything else keeps a JSON shape.
     if request.url.path.startswith("/ping/"):
-        return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")
+        return Response(
+            exc.detail, status_code=exc.status_code, media_type="text/plain"
+        )
     return Response(
         {"error": exc.detail},  # type: ignore[arg-type]
         status_code=exc.status_code,

@@ -12,7 +12,9 @@ def load_queries(backend: str) -> dict[str, str]:
     """Every ``-- name: x`` block of ``sql/<backend>/queries.sql``, by name."""
     text = _read(backend, "queries.sql")
     parts = _NAME.split(text)
-    return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2])}
+    return {
+        name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)
+    }
 
 
 def load_migrations(backend: str) -> list[tuple[int, str, str]]:

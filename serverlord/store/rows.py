@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from serverlord.checks import Check, Deadline, Flip, deadline_of
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
 
 
-def check_from_row(row: Mapping[str, Any]) -> Check:
+class Row(Protocol):
+    """A database row read by column name (sqlite3.Row, asyncpg.Record)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def check_from_row(row: Row) -> Check:
     # Stored schedules were validated when they were saved: build them directly
     # instead of parsing them again on every ping.
     schedule = Schedule(
@@ -85,7 +90,7 @@ def ping_to_params(ping: Ping, shard: int) -> tuple[Any, ...]:
     )
 
 
-def ping_from_row(row: Mapping[str, Any]) -> Ping:
+def ping_from_row(row: Row) -> Ping:
     return Ping(
         check_id=row["check_id"],
         received=row["received"],
@@ -116,7 +121,7 @@ def flip_to_params(flip: Flip) -> tuple[Any, ...]:
     )
 
 
-def flip_from_row(row: Mapping[str, Any]) -> Flip:
+def flip_from_row(row: Row) -> Flip:
     return Flip(
         check_id=row["check_id"],
         shard=row["shard"],
