@@ -34,6 +34,10 @@ class CommandError(Exception):
     """A command could not do what was asked; the message says why."""
 
 
+class UsageError(CommandError):
+    """An argument is not valid; the message names it and says why."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         return int(args.run(args, settings) or 0)
-    except (SettingsError, ScheduleError, DurationError) as exc:
+    except (SettingsError, ScheduleError, DurationError, UsageError) as exc:
         parser.exit(2, f"serverlord: error: {exc}\n")
     except CommandError as exc:
         parser.exit(1, f"serverlord: {exc}\n")
@@ -144,7 +148,7 @@ def run_preview(args: argparse.Namespace, settings: Settings) -> int:
     schedule = Schedule.parse(args.expression, args.tz)
     after = datetime.now(UTC) if args.after is None else _parse_time(args.after)
     if not 1 <= args.n <= 1000:
-        raise CommandError("-n must be between 1 and 1000")
+        raise UsageError("-n: must be between 1 and 1000")
     times = preview(schedule, after, args.n)
     zone = ZoneInfo(schedule.tz)
     if args.json:
@@ -163,7 +167,7 @@ def _parse_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise CommandError(f"--after: {text!r} is not an ISO 8601 time") from exc
+        raise UsageError(f"--after: {text!r} is not an ISO 8601 time") from exc
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
@@ -202,22 +206,22 @@ async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
 def check_from_args(args: argparse.Namespace) -> Check:
     name = args.name.strip()
     if not name or len(name) > NAME_LIMIT or not name.isprintable():
-        raise CommandError(f"name: must be 1 to {NAME_LIMIT} printable characters")
+        raise UsageError(f"name: must be 1 to {NAME_LIMIT} printable characters")
     if args.cron:
         schedule = Schedule.cron(args.cron, args.tz)
     elif args.oncalendar:
         schedule = Schedule.oncalendar(args.oncalendar, args.tz)
     else:
-        period = parse_duration(args.period or DEFAULT_PERIOD)
-        schedule = Schedule.simple(check_seconds("timeout", period))
-    grace = check_seconds("grace", parse_duration(args.grace))
+        period = _duration("--period", args.period or DEFAULT_PERIOD)
+        schedule = Schedule.simple(period)
+    grace = _duration("--grace", args.grace)
     max_runtime = None
     if args.max_runtime:
-        max_runtime = check_seconds("max_runtime", parse_duration(args.max_runtime))
+        max_runtime = _duration("--max-runtime", args.max_runtime)
     for tag in args.tag:
         if not tag or len(tag) > TAG_LIMIT or any(ch.isspace() for ch in tag):
-            raise CommandError(f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, "
-                               "without spaces")
+            raise UsageError(f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, "
+                             "without spaces")
     return Check(
         id=str(uuid.uuid4()),
         name=name,
@@ -230,6 +234,14 @@ def check_from_args(args: argparse.Namespace) -> Check:
         manual_resume=args.manual_resume,
         created=time.time(),
     )
+
+
+def _duration(flag: str, text: str) -> float:
+    """A duration flag in seconds, within the bounds; errors name the flag."""
+    try:
+        return check_seconds(flag, parse_duration(text))
+    except DurationError as exc:
+        raise UsageError(f"{flag}: {exc}") from exc
 
 
 async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int:
@@ -295,7 +307,7 @@ async def _get(store: Any, check_id: str) -> Check:
     try:
         canonical = str(uuid.UUID(check_id))
     except ValueError as exc:
-        raise CommandError(f"{check_id!r} is not a check id (a uuid)") from exc
+        raise UsageError(f"id: {check_id!r} is not a check id (a uuid)") from exc
     check: Check | None = await store.get_check(canonical)
     if check is None:
         raise CommandError(f"no check has the id {canonical}")
