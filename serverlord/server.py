@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -158,41 +159,53 @@ def _http_server_class() -> type:
     return HttpServer
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise OSError(f"could not listen on {host}:{port}: {reason.lower()}") from exc
+    return sock
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or Ctrl-C; acknowledged pings are already committed."""
     import uvicorn
 
-    _HttpServer = _http_server_class()
     from serverlord.http.app import create_app
     from serverlord.http.ping import PingService
 
+    sock = bind(settings.host, settings.port)
     store = open_store(settings)
     await store.open()
     server = Server(settings, store)
     try:
         count = await server.start()
-        service = PingService(server.ingest, settings.ping_body_limit,
-                              settings.trusted_proxy)
+        service = PingService(
+            server.ingest, settings.ping_body_limit, settings.trusted_proxy
+        )
         app = create_app(service, settings.ping_body_cap)
         config = uvicorn.Config(
             app,
-            host=settings.host,
-            port=settings.port,
             http="httptools",
             lifespan="off",
             access_log=False,
             log_level="warning",
             server_header=False,
         )
-        http = _HttpServer(config)
+        http = _http_server_class()(config)
         announce = asyncio.create_task(
             _announce(http, settings, store.description, count)
         )
-        await http.serve()
+        await http.serve(sockets=[sock])
         announce.cancel()
-        if not http.started:
-            raise OSError(f"could not listen on {settings.host}:{settings.port}")
     finally:
         await server.stop()
         await store.close()
+        sock.close()
         log.info("serverlord stopped", extra={"action": "serve_stop"})
