@@ -364,3 +364,23 @@ async def test_deadlines_and_heartbeat_are_read_back(store: Store) -> None:
     assert deadline == pytest.approx(received + 90)
     assert await store.last_heartbeat() == 1234.5
     assert await store.count_checks() == 2
+
+
+async def test_adding_a_check_twice_is_a_conflict_that_spares_its_batch(
+    store: Store,
+) -> None:
+    check = new_check()
+    await store.add_check(check)
+    other = new_check()
+    await store.add_check(other)
+
+    results = await asyncio.gather(
+        store.add_check(check),
+        store.record_ping(ping(other)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], ConflictError)
+    assert not isinstance(results[1], BaseException)
+    stored = await store.get_check(other.id)
+    assert stored is not None and stored.n_pings == 1

@@ -73,6 +73,22 @@ def check_to_row(check: Check) -> dict[str, Any]:
     }
 
 
+def state_params(check: Check) -> tuple[Any, ...]:
+    """The columns a ping or a sweep changes, for ``update_check_state``."""
+    deadline = deadline_of(check)
+    return (
+        check.status,
+        check.n_pings,
+        check.last_ping,
+        check.last_start,
+        check.last_start_rid,
+        check.last_duration,
+        None if deadline is None else deadline.at,
+        check.id,
+        check.version,
+    )
+
+
 def ping_to_params(ping: Ping, shard: int) -> tuple[Any, ...]:
     return (
         ping.check_id,

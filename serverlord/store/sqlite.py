@@ -36,6 +36,7 @@ from serverlord.store.queries import load_migrations, load_queries
 from serverlord.store.rows import (
     check_from_row,
     check_to_row,
+    state_params,
     flip_from_row,
     flip_to_params,
     ping_from_row,
@@ -129,8 +130,17 @@ class _Writer(threading.Thread):
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for op, future in batch:
-                outcomes.append((future, *self._run_one(op)))
+            for index, (op, future) in enumerate(batch):
+                try:
+                    outcomes.append((future, op(self.conn), None))
+                except StoreError as exc:
+                    # Operations raise their domain errors before they write.
+                    outcomes.append((future, None, exc))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:
+                    self._drop_and_retry(batch, index, exc)
+                    return
             self.conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
@@ -141,24 +151,39 @@ class _Writer(threading.Thread):
             outcomes = [(future, None, error) for _, future in batch]
         _resolve_all(outcomes)
 
+    def _drop_and_retry(
+        self, batch: list[tuple[Operation, Any]], index: int, exc: Exception
+    ) -> None:
+        # A bug in one operation must not cost the others their write: undo the
+        # whole transaction, fail that one and commit the rest again.
+        log.error("store operation failed: %r", exc, exc_info=exc,
+                  extra={"action": "store_bug"})
+        self.conn.execute("ROLLBACK")
+        _resolve_all([(batch[index][1], None, exc)])
+        rest = batch[:index] + batch[index + 1 :]
+        if rest:
+            self._commit(rest)
 
-    def _run_one(self, op: Operation) -> tuple[Any, BaseException | None]:
-        # Each operation runs under its own savepoint: one that fails leaves no
-        # trace, and the others in the batch still commit.
-        self.conn.execute("SAVEPOINT op")
+
+def guarded(op: Operation) -> Operation:
+    """Run an operation that may break a constraint under its own savepoint."""
+
+    def run(conn: sqlite3.Connection) -> Any:
+        conn.execute("SAVEPOINT op")
         try:
-            result = op(self.conn)
-        except sqlite3.Error:
+            result = op(conn)
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            raise ConflictError(str(exc)) from exc
+        except BaseException:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
             raise
-        except StoreError as exc:
-            self.conn.execute("ROLLBACK TO op")
-            return None, exc
-        except Exception as exc:
-            log.exception("store operation failed", extra={"action": "store_bug"})
-            self.conn.execute("ROLLBACK TO op")
-            return None, exc
-        self.conn.execute("RELEASE op")
-        return result, None
+        conn.execute("RELEASE op")
+        return result
+
+    return run
 
 
 def _resolve_all(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
@@ -220,13 +245,13 @@ class SqliteStore:
         return await self._write(lambda conn: _sweep(conn, due, now))  # type: ignore[no-any-return]
 
     async def add_check(self, check: Check) -> None:
-        await self._write(lambda conn: _add_check(conn, check))
+        await self._write(guarded(lambda conn: _add_check(conn, check)))
 
     async def update_check(self, check: Check) -> None:
-        await self._write(lambda conn: _update_check(conn, check))
+        await self._write(guarded(lambda conn: _update_check(conn, check)))
 
     async def delete_check(self, check_id: str) -> None:
-        await self._write(lambda conn: _delete_check(conn, check_id))
+        await self._write(guarded(lambda conn: _delete_check(conn, check_id)))
 
     async def pause_check(self, check_id: str, now: float) -> Check:
         return await self._write(  # type: ignore[no-any-return]
@@ -322,13 +347,12 @@ def _load(conn: sqlite3.Connection, check_id: str) -> Check:
 
 
 def _save_state(conn: sqlite3.Connection, check: Check) -> float | None:
-    row = check_to_row(check)
-    cursor = conn.execute(Q["update_check_state"], row)
+    params = state_params(check)
+    cursor = conn.execute(Q["update_check_state"], params)
     if cursor.rowcount != 1:
         raise ConflictError(check.id)
     check.version += 1
-    deadline: float | None = row["deadline"]
-    return deadline
+    return params[6]
 
 
 def _insert_flip(conn: sqlite3.Connection, flip: Flip) -> None:

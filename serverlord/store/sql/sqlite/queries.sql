@@ -25,11 +25,10 @@ WHERE id = :id AND version = :version;
 
 -- name: update_check_state
 UPDATE checks SET
-    status = :status, n_pings = :n_pings, last_ping = :last_ping,
-    last_start = :last_start, last_start_rid = :last_start_rid,
-    last_duration = :last_duration, deadline = :deadline,
+    status = ?1, n_pings = ?2, last_ping = ?3, last_start = ?4,
+    last_start_rid = ?5, last_duration = ?6, deadline = ?7,
     version = version + 1
-WHERE id = :id AND version = :version;
+WHERE id = ?8 AND version = ?9;
 
 -- name: delete_check
 DELETE FROM checks WHERE id = ?;
