@@ -194,10 +194,8 @@ def reason_text(flip: Flip) -> str:
     if flip.reason == EXIT_STATUS:
         return f"exit status {flip.exit_status}"
     if flip.reason == MISSED_OFFLINE:
-        since = "?" if flip.offline_from is None else _iso(flip.offline_from)
-        until = "?" if flip.offline_until is None else _iso(flip.offline_until)
-        return f"missed while serverlord was offline from {since} to {until}"
-    return {
+        return f"missed while serverlord was offline {_window(flip)}"
+    text = {
         MISSED: "missed deadline",
         FAILURE: "failure ping",
         RUN_TOO_LONG: "run too long",
@@ -205,6 +203,15 @@ def reason_text(flip: Flip) -> str:
         PAUSE: "paused",
         RESUME: "resumed",
     }.get(flip.reason, flip.reason)
+    if flip.offline_until is not None:
+        text += f" (serverlord was offline {_window(flip)})"
+    return text
+
+
+def _window(flip: Flip) -> str:
+    since = "?" if flip.offline_from is None else _iso(flip.offline_from)
+    until = "?" if flip.offline_until is None else _iso(flip.offline_until)
+    return f"from {since} to {until}"
 
 
 def _iso(ts: float) -> str:

@@ -194,6 +194,8 @@ async def serve(settings: Settings) -> None:
             app,
             http="httptools",
             lifespan="off",
+            # serverlord reads X-Forwarded-For itself, only when told to trust it.
+            proxy_headers=False,
             access_log=False,
             log_level="warning",
             server_header=False,

@@ -54,13 +54,20 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
     server = Server(settings, store)
     await server.start()
-    service = PingService(server.ingest, settings.ping_body_limit,
-                          settings.trusted_proxy)
+    service = PingService(
+        server.ingest, settings.ping_body_limit, settings.trusted_proxy
+    )
     app = create_app(service, settings.ping_body_cap)
     sock = free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", access_log=False,
-                            log_level="warning", http="httptools")
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        proxy_headers=False,
+        log_level="warning",
+        http="httptools",
+    )
     http = uvicorn.Server(config)
     http.capture_signals = _no_signals  # type: ignore[method-assign]
     task = asyncio.create_task(http.serve(sockets=[sock]))

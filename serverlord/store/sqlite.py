@@ -387,10 +387,11 @@ def _sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOu
         flip = rules.flip_down(check, deadline, now)
         if item.not_before is not None:
             flip.at = max(flip.at, item.not_before)
-        if item.offline_until is not None and deadline.reason == rules.MISSED:
-            flip.reason = rules.MISSED_OFFLINE
+        if item.offline_until is not None:
             flip.offline_from = item.offline_from
             flip.offline_until = item.offline_until
+            if deadline.reason == rules.MISSED:
+                flip.reason = rules.MISSED_OFFLINE
         new_deadline = _save_state(conn, check)
         _insert_flip(conn, flip)
         outcomes.append(SweepOutcome(check.id, check.shard, new_deadline, flip))
