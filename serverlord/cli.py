@@ -60,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="serverlord",
         description="Monitor cron jobs, systemd timers and backups by their pings.",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"serverlord {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"serverlord {__version__}"
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the server",
-                                description="Run the ping server and the sweepers.")
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the ping server and the sweepers.",
+    )
     add_arguments(serve, serve=True)
     serve.set_defaults(run=run_serve)
 
@@ -81,19 +85,28 @@ def _add_check_commands(commands: Any) -> None:
     add = actions.add_parser("add", help="add a check and print its ping URL")
     add.add_argument("name")
     kind = add.add_mutually_exclusive_group()
-    kind.add_argument("--period", help=f"ping expected every D (default {DEFAULT_PERIOD})")
+    kind.add_argument(
+        "--period", help=f"ping expected every D (default {DEFAULT_PERIOD})"
+    )
     kind.add_argument("--cron", metavar="EXPR", help="5-field cron expression")
-    kind.add_argument("--oncalendar", metavar="EXPR",
-                      help="systemd OnCalendar expression")
+    kind.add_argument(
+        "--oncalendar", metavar="EXPR", help="systemd OnCalendar expression"
+    )
     add.add_argument("--tz", default="UTC", help="IANA time zone of the schedule")
-    add.add_argument("--grace", default=DEFAULT_GRACE,
-                     help=f"how late a ping may be (default {DEFAULT_GRACE})")
+    add.add_argument(
+        "--grace",
+        default=DEFAULT_GRACE,
+        help=f"how late a ping may be (default {DEFAULT_GRACE})",
+    )
     add.add_argument("--max-runtime", help="longest a started run may take")
     add.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
     add.add_argument("--slug", default="", help="slug for slug ping URLs")
     add.add_argument("--desc", default="", help="description")
-    add.add_argument("--manual-resume", action="store_true",
-                     help="a paused check stays paused when pinged")
+    add.add_argument(
+        "--manual-resume",
+        action="store_true",
+        help="a paused check stays paused when pinged",
+    )
     _common(add, _add)
 
     _common(actions.add_parser("list", help="list checks"), _list)
@@ -152,8 +165,12 @@ def run_preview(args: argparse.Namespace, settings: Settings) -> int:
     times = preview(schedule, after, args.n)
     zone = ZoneInfo(schedule.tz)
     if args.json:
-        _print_json([{"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()}
-                     for t in times])
+        _print_json(
+            [
+                {"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()}
+                for t in times
+            ]
+        )
         return 0
     print(f"{schedule.describe()}, next {len(times)} after {after.isoformat()}:")
     for t in times:
@@ -220,8 +237,9 @@ def check_from_args(args: argparse.Namespace) -> Check:
         max_runtime = _duration("--max-runtime", args.max_runtime)
     for tag in args.tag:
         if not tag or len(tag) > TAG_LIMIT or any(ch.isspace() for ch in tag):
-            raise UsageError(f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, "
-                             "without spaces")
+            raise UsageError(
+                f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, without spaces"
+            )
     return Check(
         id=str(uuid.uuid4()),
         name=name,
@@ -314,7 +332,9 @@ async def _get(store: Any, check_id: str) -> Check:
     return check
 
 
-def _report(args: argparse.Namespace, settings: Settings, check: Check, done: str) -> int:
+def _report(
+    args: argparse.Namespace, settings: Settings, check: Check, done: str
+) -> int:
     if args.json:
         _print_json(_check_json(check, settings))
     else:

@@ -68,37 +68,52 @@ def _flag(text: str) -> bool:
 class Settings:
     data_dir: Path = _setting(
         "folder of the embedded SQLite database (default: the user data folder)",
-        None, flag_type=Path, serve_only=False, metavar="DIR",
+        None,
+        flag_type=Path,
+        serve_only=False,
+        metavar="DIR",
     )
     database_url: str = _setting(
         "where checks are stored: sqlite:///PATH (default: SQLite in --data-dir)",
-        "", serve_only=False, metavar="URL",
+        "",
+        serve_only=False,
+        metavar="URL",
     )
     host: str = _setting("address to listen on", "127.0.0.1", metavar="HOST")
-    port: int = _setting("TCP port to listen on", 8000, flag_type=_size,
-                         metavar="PORT")
-    shards: int = _setting("number of sweeper shards", 8, flag_type=_positive,
-                           metavar="N")
+    port: int = _setting("TCP port to listen on", 8000, flag_type=_size, metavar="PORT")
+    shards: int = _setting(
+        "number of sweeper shards", 8, flag_type=_positive, metavar="N"
+    )
     base_url: str = _setting(
         "public URL of this server, used in printed ping URLs "
         "(default: http://HOST:PORT)",
-        "", serve_only=False, metavar="URL",
+        "",
+        serve_only=False,
+        metavar="URL",
     )
     ping_body_limit: int = _setting(
-        "bytes of a ping's body that are stored; the rest is cut", 100_000,
-        flag_type=_size, metavar="BYTES",
+        "bytes of a ping's body that are stored; the rest is cut",
+        100_000,
+        flag_type=_size,
+        metavar="BYTES",
     )
     ping_body_cap: int = _setting(
-        "largest ping body accepted at all; larger ones get 413", 10_000_000,
-        flag_type=_size, metavar="BYTES",
+        "largest ping body accepted at all; larger ones get 413",
+        10_000_000,
+        flag_type=_size,
+        metavar="BYTES",
     )
     trusted_proxy: bool = _setting(
         "take the client address from X-Forwarded-For (only behind a proxy)",
-        False, flag_type=_flag, metavar="BOOL",
+        False,
+        flag_type=_flag,
+        metavar="BOOL",
     )
     sqlite_synchronous: str = _setting(
         "SQLite synchronous mode: FULL (fsync each commit) or NORMAL",
-        "FULL", serve_only=False, metavar="MODE",
+        "FULL",
+        serve_only=False,
+        metavar="MODE",
     )
     log_level: str = _setting(
         "log level: debug, info, warning or error", "info", metavar="LEVEL"
@@ -138,7 +153,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
         )
 
 
-def settings_from(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+def settings_from(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> Settings:
     """Settings from parsed flags, falling back to SERVERLORD_* variables."""
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}

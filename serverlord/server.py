@@ -51,9 +51,16 @@ class Server:
         for flip in flips:
             log.info(
                 "check %s is %s (was %s): %s",
-                flip.check_id, flip.new_status, flip.old_status, reason_text(flip),
-                extra={"action": "flip", "check_id": flip.check_id,
-                       "flip_id": flip.id, "lag": flip.detected - flip.at},
+                flip.check_id,
+                flip.new_status,
+                flip.old_status,
+                reason_text(flip),
+                extra={
+                    "action": "flip",
+                    "check_id": flip.check_id,
+                    "flip_id": flip.id,
+                    "lag": flip.detected - flip.at,
+                },
             )
 
     async def start(self) -> int:
@@ -69,7 +76,8 @@ class Server:
         if held:
             log.warning(
                 "%d checks fell due while serverlord was not running; "
-                "each gets one grace period from now before it goes down", held,
+                "each gets one grace period from now before it goes down",
+                held,
                 extra={"action": "offline_hold", "count": held},
             )
         self.sweepers.start()
@@ -93,8 +101,11 @@ class Server:
             try:
                 await self.store.heartbeat(time.time())
             except StoreError as exc:
-                log.warning("heartbeat not stored: %s", exc,
-                            extra={"action": "heartbeat_failed"})
+                log.warning(
+                    "heartbeat not stored: %s",
+                    exc,
+                    extra={"action": "heartbeat_failed"},
+                )
 
     async def _follow_changes(self) -> None:
         while True:
@@ -102,8 +113,11 @@ class Server:
             try:
                 await self.apply_changes()
             except StoreError as exc:
-                log.warning("could not read changes: %s", exc,
-                            extra={"action": "changes_failed"})
+                log.warning(
+                    "could not read changes: %s",
+                    exc,
+                    extra={"action": "changes_failed"},
+                )
 
     async def apply_changes(self) -> None:
         """Move the deadlines of checks that other processes edited."""
@@ -123,8 +137,12 @@ async def _announce(http: Any, settings: Settings, store: str, count: int) -> No
     log.info(
         "serverlord listening on http://%s:%d, store %s, %d checks loaded, "
         "%d shards; ping URLs start with %s/ping/",
-        settings.host, settings.port, store, count,
-        settings.shards, settings.resolved_base_url(),
+        settings.host,
+        settings.port,
+        store,
+        count,
+        settings.shards,
+        settings.resolved_base_url(),
         extra={"action": "serve_start", "checks": count},
     )
 
@@ -152,8 +170,11 @@ def _http_server_class() -> type:
                     loop.remove_signal_handler(sig)
 
         def _stop_requested(self, sig: int) -> None:
-            log.info("stopping on %s", signal.Signals(sig).name,
-                     extra={"action": "serve_signal"})
+            log.info(
+                "stopping on %s",
+                signal.Signals(sig).name,
+                extra={"action": "serve_signal"},
+            )
             self.handle_exit(sig, None)
 
     return HttpServer

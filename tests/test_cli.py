@@ -24,9 +24,21 @@ BASE_URL = "http://127.0.0.1:9999"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 V3_FIELDS = {
-    "name", "slug", "tags", "desc", "grace", "n_pings", "status", "started",
-    "last_ping", "next_ping", "manual_resume", "ping_url", "uuid",
-    "max_runtime", "last_duration",
+    "name",
+    "slug",
+    "tags",
+    "desc",
+    "grace",
+    "n_pings",
+    "status",
+    "started",
+    "last_ping",
+    "next_ping",
+    "manual_resume",
+    "ping_url",
+    "uuid",
+    "max_runtime",
+    "last_duration",
 }
 
 
@@ -45,7 +57,8 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Run:
     """`serverlord ARGS...` in this process, on a store in the test's folder."""
@@ -81,8 +94,9 @@ def record_pings(data_dir: Path, check_id: str, *kinds: str) -> None:
         await store.open()
         try:
             for kind in kinds:
-                await store.record_ping(Ping(check_id, time.time(), kind,
-                                             body=f"{kind} ping".encode()))
+                await store.record_ping(
+                    Ping(check_id, time.time(), kind, body=f"{kind} ping".encode())
+                )
         finally:
             await store.close()
 
@@ -102,36 +116,67 @@ def test_check_add_prints_the_id_and_the_ping_url(run: Run) -> None:
 
 
 def test_check_add_json_of_a_simple_check_uses_healthchecks_v3_names(run: Run) -> None:
-    data = add(run, "db dump", "--period", "1h30m", "--grace", "5m",
-               "--max-runtime", "20m", "--tag", "db", "--tag", "nightly",
-               "--desc", "pg_dump of prod", "--slug", "db-dump")
+    data = add(
+        run,
+        "db dump",
+        "--period",
+        "1h30m",
+        "--grace",
+        "5m",
+        "--max-runtime",
+        "20m",
+        "--tag",
+        "db",
+        "--tag",
+        "nightly",
+        "--desc",
+        "pg_dump of prod",
+        "--slug",
+        "db-dump",
+    )
 
     assert V3_FIELDS | {"timeout"} <= set(data)
     assert "schedule" not in data and "tz" not in data
     assert UUID.fullmatch(data["uuid"])
     assert data["ping_url"] == f"{BASE_URL}/ping/{data['uuid']}"
     assert data | {"uuid": "", "ping_url": ""} == data | {
-        "name": "db dump", "slug": "db-dump", "tags": "db nightly",
-        "desc": "pg_dump of prod", "grace": 300, "timeout": 5400,
-        "max_runtime": 1200, "n_pings": 0, "status": "new", "started": False,
-        "last_ping": None, "next_ping": None, "manual_resume": False,
-        "last_duration": None, "uuid": "", "ping_url": "",
+        "name": "db dump",
+        "slug": "db-dump",
+        "tags": "db nightly",
+        "desc": "pg_dump of prod",
+        "grace": 300,
+        "timeout": 5400,
+        "max_runtime": 1200,
+        "n_pings": 0,
+        "status": "new",
+        "started": False,
+        "last_ping": None,
+        "next_ping": None,
+        "manual_resume": False,
+        "last_duration": None,
+        "uuid": "",
+        "ping_url": "",
     }
 
 
 def test_check_add_json_of_a_cron_check_has_schedule_and_tz(run: Run) -> None:
-    data = add(run, "report", "--cron", "30 2 * * *", "--tz", "Europe/Berlin",
-               "--grace", "90s")
+    data = add(
+        run, "report", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--grace", "90s"
+    )
 
     assert V3_FIELDS | {"schedule", "tz"} <= set(data)
     assert "timeout" not in data
     assert (data["schedule"], data["tz"], data["grace"]) == (
-        "30 2 * * *", "Europe/Berlin", 90)
+        "30 2 * * *",
+        "Europe/Berlin",
+        90,
+    )
 
 
 def test_check_add_takes_an_oncalendar_expression(run: Run) -> None:
-    data = add(run, "weekdays", "--oncalendar", "Mon..Fri 09:00",
-               "--tz", "America/New_York")
+    data = add(
+        run, "weekdays", "--oncalendar", "Mon..Fri 09:00", "--tz", "America/New_York"
+    )
 
     assert (data["schedule"], data["tz"]) == ("Mon..Fri 09:00", "America/New_York")
 
@@ -180,7 +225,9 @@ def test_check_show_gives_recent_pings_and_flips(run: Run, tmp_path: Path) -> No
     assert [p["type"] for p in data["pings"]] == ["fail", "success", "start"]
     assert data["pings"][0]["body"] == "fail ping"
     assert [(f["old_status"], f["new_status"]) for f in data["flips"]] == [
-        ("up", "down"), ("new", "up")]
+        ("up", "down"),
+        ("new", "up"),
+    ]
     assert "recent pings:" in text and "recent flips:" in text
     assert "new -> up" in text and "up -> down" in text
 
@@ -239,8 +286,17 @@ def test_a_malformed_check_id_is_refused_as_bad_input(run: Run, action: str) -> 
 
 
 def test_schedule_preview_prints_utc_and_zone_times(run: Run) -> None:
-    result = run("schedule", "preview", "30 2 * * *", "--tz", "America/New_York",
-                 "--after", "2024-03-09T00:00:00Z", "-n", "3")
+    result = run(
+        "schedule",
+        "preview",
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--after",
+        "2024-03-09T00:00:00Z",
+        "-n",
+        "3",
+    )
 
     assert result.code == 0
     times = [line.split() for line in result.out.splitlines()[1:]]
@@ -252,8 +308,18 @@ def test_schedule_preview_prints_utc_and_zone_times(run: Run) -> None:
 
 
 def test_schedule_preview_json_skips_the_repeated_autumn_hour(run: Run) -> None:
-    result = run("schedule", "preview", "30 2 * * *", "--tz", "Europe/Berlin",
-                 "--after", "2024-10-26T12:00:00+00:00", "-n", "2", "--json")
+    result = run(
+        "schedule",
+        "preview",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--after",
+        "2024-10-26T12:00:00+00:00",
+        "-n",
+        "2",
+        "--json",
+    )
 
     assert result.json() == [
         {"utc": "2024-10-27T00:30:00+00:00", "local": "2024-10-27T02:30:00+02:00"},
@@ -264,21 +330,26 @@ def test_schedule_preview_json_skips_the_repeated_autumn_hour(run: Run) -> None:
 def test_schedule_preview_reads_oncalendar_and_defaults_to_five_times(
     run: Run,
 ) -> None:
-    result = run("schedule", "preview", "*-*-* 06:00", "--after", "2024-01-01",
-                 "--json")
+    result = run(
+        "schedule", "preview", "*-*-* 06:00", "--after", "2024-01-01", "--json"
+    )
 
     assert [t["utc"] for t in result.json()] == [
-        f"2024-01-0{day}T06:00:00+00:00" for day in range(1, 6)]
+        f"2024-01-0{day}T06:00:00+00:00" for day in range(1, 6)
+    ]
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["0 0 30 2 *"], "never fires"),
-    (["61 * * * *"], "schedule"),
-    (["* * * * * *"], "schedule"),
-    (["* * * * *", "--tz", "Mars/Olympus_Mons"], "tz"),
-    (["* * * * *", "-n", "0"], "-n"),
-    (["* * * * *", "--after", "yesterday"], "--after"),
-])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["0 0 30 2 *"], "never fires"),
+        (["61 * * * *"], "schedule"),
+        (["* * * * * *"], "schedule"),
+        (["* * * * *", "--tz", "Mars/Olympus_Mons"], "tz"),
+        (["* * * * *", "-n", "0"], "-n"),
+        (["* * * * *", "--after", "yesterday"], "--after"),
+    ],
+)
 def test_schedule_preview_refuses_bad_input(
     run: Run, args: list[str], named: str
 ) -> None:
@@ -292,26 +363,29 @@ def test_schedule_preview_refuses_bad_input(
 # Bad input to check add: exit code 2, the field named, nothing stored.
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["--cron", "61 * * * *"], "schedule"),
-    (["--cron", "* * * * * *"], "5 fields"),
-    (["--cron", "every day"], "schedule"),
-    (["--cron", "* * * * *", "--tz", "Mars/Olympus_Mons"], "tz"),
-    (["--oncalendar", "Mon 09:00", "--tz", "Europe/Atlantis"], "tz"),
-    (["--oncalendar", "Funday 25:00"], "schedule"),
-    (["--cron", "0 0 30 2 *"], "never fires"),
-    (["--oncalendar", "2001-01-01 00:00:00"], "never fires"),
-    (["--period", "0s"], "--period"),
-    (["--period", "366d"], "--period"),
-    (["--period", "5x"], "--period"),
-    (["--period", "0.5s"], "--period"),
-    (["--grace", "5x"], "--grace"),
-    (["--grace", "0"], "--grace"),
-    (["--grace", "400d"], "--grace"),
-    (["--max-runtime=-1m"], "--max-runtime"),
-    (["--max-runtime", "1y"], "--max-runtime"),
-    (["--tag", "two words"], "tag"),
-])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--cron", "61 * * * *"], "schedule"),
+        (["--cron", "* * * * * *"], "5 fields"),
+        (["--cron", "every day"], "schedule"),
+        (["--cron", "* * * * *", "--tz", "Mars/Olympus_Mons"], "tz"),
+        (["--oncalendar", "Mon 09:00", "--tz", "Europe/Atlantis"], "tz"),
+        (["--oncalendar", "Funday 25:00"], "schedule"),
+        (["--cron", "0 0 30 2 *"], "never fires"),
+        (["--oncalendar", "2001-01-01 00:00:00"], "never fires"),
+        (["--period", "0s"], "--period"),
+        (["--period", "366d"], "--period"),
+        (["--period", "5x"], "--period"),
+        (["--period", "0.5s"], "--period"),
+        (["--grace", "5x"], "--grace"),
+        (["--grace", "0"], "--grace"),
+        (["--grace", "400d"], "--grace"),
+        (["--max-runtime=-1m"], "--max-runtime"),
+        (["--max-runtime", "1y"], "--max-runtime"),
+        (["--tag", "two words"], "tag"),
+    ],
+)
 def test_check_add_refuses_bad_input_naming_the_field(
     run: Run, args: list[str], named: str
 ) -> None:
@@ -409,11 +483,14 @@ def test_check_commands_read_the_database_url_from_the_environment(
     assert not (tmp_path / "serverlord.sqlite3").exists()
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("SERVERLORD_PORT", "not-a-port"),
-    ("SERVERLORD_SHARDS", "0"),
-    ("SERVERLORD_TRUSTED_PROXY", "maybe"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SERVERLORD_PORT", "not-a-port"),
+        ("SERVERLORD_SHARDS", "0"),
+        ("SERVERLORD_TRUSTED_PROXY", "maybe"),
+    ],
+)
 def test_a_bad_environment_variable_is_refused_by_name(
     run: Run, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:

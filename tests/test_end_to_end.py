@@ -62,9 +62,19 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "serverlord", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=clean_env(),
+            [
+                sys.executable,
+                "-m",
+                "serverlord",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
         )
         return self
 
@@ -73,8 +83,9 @@ class ServerProcess:
         end = time.monotonic() + START_TIMEOUT
         while time.monotonic() < end:
             if self.proc.poll() is not None:
-                pytest.fail(f"serverlord exited with {self.proc.returncode}:\n"
-                            + self.log())
+                pytest.fail(
+                    f"serverlord exited with {self.proc.returncode}:\n" + self.log()
+                )
             if "listening on" in self.log() and self._answers():
                 return
             time.sleep(0.05)
@@ -129,9 +140,10 @@ def start_server(
 def cli(data_dir: Path, base_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "serverlord", *args],
-        capture_output=True, text=True, timeout=60,
-        env=clean_env(SERVERLORD_DATA_DIR=str(data_dir),
-                      SERVERLORD_BASE_URL=base_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(SERVERLORD_DATA_DIR=str(data_dir), SERVERLORD_BASE_URL=base_url),
     )
 
 
@@ -192,8 +204,11 @@ class Pinger:
 def wait_for_down_flip(data_dir: Path, check_id: str, until: float) -> float | None:
     """Poll the store until the check has a down flip; the time it was seen."""
     while time.time() < until:
-        rows = query(data_dir, "SELECT 1 FROM flips WHERE check_id = ? "
-                     "AND new_status = 'down'", check_id)
+        rows = query(
+            data_dir,
+            "SELECT 1 FROM flips WHERE check_id = ? AND new_status = 'down'",
+            check_id,
+        )
         if rows:
             return time.time()
         time.sleep(0.02)
@@ -217,40 +232,48 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
     for _ in range(3):
         assert curl(check["ping_url"]) == (200, "OK")
         time.sleep(0.2)
-    shown = json.loads(cli(data_dir, base, "check", "show", check["uuid"],
-                           "--json").stdout)
+    shown = json.loads(
+        cli(data_dir, base, "check", "show", check["uuid"], "--json").stdout
+    )
     assert (shown["status"], shown["n_pings"], len(shown["pings"])) == ("up", 3, 3)
 
     # Stop pinging: down within 1 s after the deadline, and not before it.
-    [(last_ping,)] = query(data_dir, "SELECT last_ping FROM checks WHERE id = ?",
-                           check["uuid"])
+    [(last_ping,)] = query(
+        data_dir, "SELECT last_ping FROM checks WHERE id = ?", check["uuid"]
+    )
     deadline = last_ping + PERIOD + GRACE
     seen = wait_for_down_flip(data_dir, check["uuid"], deadline + 5)
     assert seen is not None, server.log()
     assert seen <= deadline + 1.0
     [(at, detected, reason)] = query(
-        data_dir, "SELECT at, detected, reason FROM flips WHERE check_id = ? "
-        "AND new_status = 'down'", check["uuid"])
+        data_dir,
+        "SELECT at, detected, reason FROM flips WHERE check_id = ? "
+        "AND new_status = 'down'",
+        check["uuid"],
+    )
     assert at == pytest.approx(deadline, abs=0.001)
     assert reason == "missed"
     assert 0 <= detected - at < 1.0
 
     # One more ping brings it up.
     assert curl(check["ping_url"]) == (200, "OK")
-    shown = json.loads(cli(data_dir, base, "check", "show", check["uuid"],
-                           "--json").stdout)
+    shown = json.loads(
+        cli(data_dir, base, "check", "show", check["uuid"], "--json").stdout
+    )
     assert shown["status"] == "up"
     assert [(f["old_status"], f["new_status"]) for f in shown["flips"][:2]] == [
-        ("down", "up"), ("up", "down")]
+        ("down", "up"),
+        ("up", "down"),
+    ]
 
     # Under a stream of pings, kill -9 the server and start it again.
-    others = [add_check(data_dir, base, f"stream {i}", "--period", "1h")
-              for i in range(3)]
+    others = [
+        add_check(data_dir, base, f"stream {i}", "--period", "1h") for i in range(3)
+    ]
     targets = [check, *others]
     before = {c["uuid"]: n for c, n in zip(targets, [4, 0, 0, 0], strict=True)}
     # Fewer pings per check than the store keeps, so none is pruned.
-    pingers = [Pinger(c["ping_url"], f"p{i}", limit=80)
-               for i, c in enumerate(targets)]
+    pingers = [Pinger(c["ping_url"], f"p{i}", limit=80) for i, c in enumerate(targets)]
     for pinger in pingers:
         pinger.start()
     end = time.monotonic() + 20
@@ -267,13 +290,21 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
     assert "4 checks loaded" in restarted.log()
 
     for target, pinger in zip(targets, pingers, strict=True):
-        [(n_pings,)] = query(data_dir, "SELECT n_pings FROM checks WHERE id = ?",
-                             target["uuid"])
-        bodies = {row[0].decode() for row in query(
-            data_dir, "SELECT body FROM pings WHERE check_id = ?", target["uuid"])}
+        [(n_pings,)] = query(
+            data_dir, "SELECT n_pings FROM checks WHERE id = ?", target["uuid"]
+        )
+        bodies = {
+            row[0].decode()
+            for row in query(
+                data_dir, "SELECT body FROM pings WHERE check_id = ?", target["uuid"]
+            )
+        }
         assert set(pinger.acked) <= bodies
-        assert (before[target["uuid"]] + len(pinger.acked) <= n_pings
-                <= before[target["uuid"]] + pinger.sent)
+        assert (
+            before[target["uuid"]] + len(pinger.acked)
+            <= n_pings
+            <= before[target["uuid"]] + pinger.sent
+        )
 
     # The restarted server takes pings, and SIGTERM stops it cleanly.
     assert curl(check["ping_url"]) == (200, "OK")
@@ -284,9 +315,7 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
 
 
 @pytest.fixture
-def running(
-    tmp_path: Path, servers: list[ServerProcess]
-) -> tuple[ServerProcess, Path]:
+def running(tmp_path: Path, servers: list[ServerProcess]) -> tuple[ServerProcess, Path]:
     """A server on a free port over a store that already holds two checks."""
     data_dir = tmp_path / "data"
     for name in ("one", "two"):
@@ -327,9 +356,20 @@ def test_a_second_server_on_a_busy_port_fails_clearly_without_a_traceback(
     server, _ = running
 
     second = subprocess.run(
-        [sys.executable, "-m", "serverlord", "serve", "--port", str(server.port),
-         "--data-dir", str(tmp_path / "other")],
-        capture_output=True, text=True, timeout=60, env=clean_env(),
+        [
+            sys.executable,
+            "-m",
+            "serverlord",
+            "serve",
+            "--port",
+            str(server.port),
+            "--data-dir",
+            str(tmp_path / "other"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
     )
 
     assert second.returncode != 0

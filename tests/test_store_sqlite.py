@@ -28,14 +28,30 @@ from serverlord.store.sqlite import PRUNE_EVERY, SqliteStore, connect, migrate
 
 
 def new_check(period: float = 60, grace: float = 30) -> Check:
-    return Check(id=str(uuid.uuid4()), name="backup", schedule=Schedule.simple(period),
-                 grace=grace, created=time.time())
+    return Check(
+        id=str(uuid.uuid4()),
+        name="backup",
+        schedule=Schedule.simple(period),
+        grace=grace,
+        created=time.time(),
+    )
 
 
-def ping(check: Check, kind: str = "success", *, body: bytes = b"",
-         received: float | None = None, exit_status: int | None = None) -> Ping:
-    return Ping(check_id=check.id, received=time.time() if received is None
-                else received, kind=kind, body=body, exit_status=exit_status)
+def ping(
+    check: Check,
+    kind: str = "success",
+    *,
+    body: bytes = b"",
+    received: float | None = None,
+    exit_status: int | None = None,
+) -> Ping:
+    return Ping(
+        check_id=check.id,
+        received=time.time() if received is None else received,
+        kind=kind,
+        body=body,
+        exit_status=exit_status,
+    )
 
 
 def db_path(store: Store) -> Path:
@@ -120,8 +136,9 @@ async def test_a_committed_ping_survives_closing_the_store(settings: Settings) -
 
     conn = sqlite3.connect(settings.resolved_data_dir() / "serverlord.sqlite3")
     try:
-        count = conn.execute("SELECT count(*) FROM pings WHERE check_id = ?",
-                             (check.id,)).fetchone()[0]
+        count = conn.execute(
+            "SELECT count(*) FROM pings WHERE check_id = ?", (check.id,)
+        ).fetchone()[0]
     finally:
         conn.close()
     assert count == 1
@@ -180,8 +197,12 @@ def test_migrations_applied_in_order_give_the_schema(tmp_path: Path) -> None:
     try:
         assert migrate(conn) == numbers
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
         assert migrate(conn) == []
     finally:
         conn.close()
@@ -242,8 +263,9 @@ async def test_pings_record_a_flip_for_each_status_change(store: Store) -> None:
     await store.record_ping(ping(check, "fail", exit_status=3))
 
     flips = await store.recent_flips(check.id, 10)
-    seen = [(f.old_status, f.new_status, f.reason, f.exit_status)
-            for f in reversed(flips)]
+    seen = [
+        (f.old_status, f.new_status, f.reason, f.exit_status) for f in reversed(flips)
+    ]
     assert seen == [
         ("new", "up", "success", None),
         ("up", "down", "failure", None),
@@ -270,8 +292,10 @@ async def test_a_sweep_flips_a_late_check_at_its_deadline_once(store: Store) -> 
     assert first[0].deadline is None
     assert again[0].flip is None
     flips = await store.recent_flips(check.id, 10)
-    assert [(f.new_status, f.reason) for f in flips] == [("down", "missed"),
-                                                         ("up", "success")]
+    assert [(f.new_status, f.reason) for f in flips] == [
+        ("down", "missed"),
+        ("up", "success"),
+    ]
     assert flips[0].detected - flips[0].at == pytest.approx(now - (last + 90))
 
 
@@ -314,7 +338,9 @@ async def test_pause_and_resume_record_flips(store: Store) -> None:
     assert (paused.status, resumed.status) == ("paused", "new")
     flips = await store.recent_flips(check.id, 10)
     assert [(f.old_status, f.new_status) for f in flips][:2] == [
-        ("paused", "new"), ("up", "paused")]
+        ("paused", "new"),
+        ("up", "paused"),
+    ]
 
 
 async def test_resuming_a_check_that_is_not_paused_is_a_conflict(store: Store) -> None:

@@ -40,10 +40,13 @@ class PingService:
             "Ping-Body-Limit": str(body_limit),
         }
 
-    def answer(self, request: Request[Any, Any, Any], status: int, text: str) -> Response[bytes]:
+    def answer(
+        self, request: Request[Any, Any, Any], status: int, text: str
+    ) -> Response[bytes]:
         body = b"" if request.method == "HEAD" else text.encode()
-        return Response(body, status_code=status, media_type="text/plain",
-                        headers=self.headers)
+        return Response(
+            body, status_code=status, media_type="text/plain", headers=self.headers
+        )
 
     async def handle(
         self, request: Request[Any, Any, Any], code: str, suffix: str | None
@@ -69,7 +72,10 @@ class PingService:
         return self.answer(request, 200, "OK")
 
     async def _parse(
-        self, request: Request[Any, Any, Any], code: str, suffix: str | None,
+        self,
+        request: Request[Any, Any, Any],
+        code: str,
+        suffix: str | None,
         received: float,
     ) -> Ping:
         if not UUID_RE.fullmatch(code):

@@ -36,11 +36,11 @@ from serverlord.store.queries import load_migrations, load_queries
 from serverlord.store.rows import (
     check_from_row,
     check_to_row,
-    state_params,
     flip_from_row,
     flip_to_params,
     ping_from_row,
     ping_to_params,
+    state_params,
 )
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,12 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     for number, name, sql in load_migrations("sqlite"):
         if number <= current:
             continue
-        log.info("applying migration %04d_%s", number, name,
-                 extra={"action": "migrate", "migration": number})
+        log.info(
+            "applying migration %04d_%s",
+            number,
+            name,
+            extra={"action": "migrate", "migration": number},
+        )
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executescript(f"{sql}\nPRAGMA user_version = {number};")
@@ -91,9 +95,9 @@ class _Writer(threading.Thread):
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(name="serverlord-sqlite-writer", daemon=True)
         self.conn = conn
-        self.queue: queue.SimpleQueue[
-            tuple[Operation, asyncio.Future[Any]] | None
-        ] = queue.SimpleQueue()
+        self.queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
 
     def submit(self, op: Operation) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -145,8 +149,12 @@ class _Writer(threading.Thread):
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            log.error("sqlite write of %d operations failed: %s", len(batch), exc,
-                      extra={"action": "store_write_failed"})
+            log.error(
+                "sqlite write of %d operations failed: %s",
+                len(batch),
+                exc,
+                extra={"action": "store_write_failed"},
+            )
             error = StoreUnavailableError(str(exc))
             outcomes = [(future, None, error) for _, future in batch]
         _resolve_all(outcomes)
@@ -156,8 +164,12 @@ class _Writer(threading.Thread):
     ) -> None:
         # A bug in one operation must not cost the others their write: undo the
         # whole transaction, fail that one and commit the rest again.
-        log.error("store operation failed: %r", exc, exc_info=exc,
-                  extra={"action": "store_bug"})
+        log.error(
+            "store operation failed: %r",
+            exc,
+            exc_info=exc,
+            extra={"action": "store_bug"},
+        )
         self.conn.execute("ROLLBACK")
         _resolve_all([(batch[index][1], None, exc)])
         rest = batch[:index] + batch[index + 1 :]
@@ -329,9 +341,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailableError(str(exc)) from exc
 
-    async def _query_one(
-        self, sql: str, params: tuple[Any, ...]
-    ) -> sqlite3.Row | None:
+    async def _query_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
         rows = await self._query(sql, params)
         return rows[0] if rows else None
 
@@ -352,7 +362,8 @@ def _save_state(conn: sqlite3.Connection, check: Check) -> float | None:
     if cursor.rowcount != 1:
         raise ConflictError(check.id)
     check.version += 1
-    return params[6]
+    deadline: float | None = params[6]
+    return deadline
 
 
 def _insert_flip(conn: sqlite3.Connection, flip: Flip) -> None:
