@@ -29,6 +29,7 @@ RUN_TOO_LONG = "run_too_long"
 SUCCESS = "success"
 PAUSE = "pause"
 RESUME = "resume"
+REMINDER = "reminder"
 
 
 def shard_of(check_id: str) -> int:
@@ -59,6 +60,18 @@ class Check:
     last_duration: float | None = None
     created: float = 0.0
     version: int = 0
+    failure_threshold: int = 1
+    """Consecutive failed or missed runs it takes to go down."""
+    recovery_threshold: int = 1
+    """Consecutive successes it takes to come back up."""
+    reminder_every: float | None = None
+    """Remind people this often while the check stays down."""
+    fail_streak: int = 0
+    ok_streak: int = 0
+    missed: int = 0
+    """Slots missed since the last ping, while under the failure threshold."""
+    down_since: float | None = None
+    next_reminder: float | None = None
     shard: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -98,21 +111,35 @@ class Flip:
 
 
 def next_due(check: Check) -> float | None:
-    """The time the next ping is due after the last one, or None."""
+    """The time the next ping is due, or None.
+
+    That is the first schedule slot after the last ping, or a later one when
+    slots were missed under the failure threshold.
+    """
     if check.last_ping is None:
         return None
     schedule = check.schedule
     if schedule.kind == "simple":
         assert schedule.timeout is not None
-        return check.last_ping + schedule.timeout
-    due = schedule.next_due(to_datetime(check.last_ping))
-    return None if due is None else due.timestamp()
+        return check.last_ping + schedule.timeout * (check.missed + 1)
+    due = to_datetime(check.last_ping)
+    for _ in range(check.missed + 1):
+        slot = schedule.next_due(due)
+        if slot is None:
+            return None
+        due = slot
+    return due.timestamp()
 
 
 def deadline_of(check: Check) -> Deadline | None:
-    """The earliest moment the check goes down unless a ping arrives first."""
+    """The earliest moment the check goes down unless a ping arrives first.
+
+    A check that is down already has a deadline only for its next reminder.
+    """
     if check.status == DOWN:
-        return None
+        if check.next_reminder is None:
+            return None
+        return Deadline(check.next_reminder, REMINDER)
 
     candidates = []
     if check.last_start is not None:
@@ -144,8 +171,28 @@ def status_at(check: Check, now: float, *, with_started: bool = True) -> str:
     return UP
 
 
-def flip_down(check: Check, deadline: Deadline, detected: float) -> Flip:
-    """Mark the check down because its deadline passed; the caller stores both."""
+def pass_deadline(check: Check, deadline: Deadline, detected: float) -> Flip | None:
+    """Apply a deadline that passed; return the flip if the check goes down.
+
+    A missed slot or an overlong run counts as a failed run; under the failure
+    threshold the check stays as it is and waits for its next slot.
+    """
+    if deadline.reason == REMINDER:
+        assert check.reminder_every is not None
+        while check.next_reminder is not None and check.next_reminder <= detected:
+            check.next_reminder += check.reminder_every
+        return None
+
+    if deadline.reason == RUN_TOO_LONG:
+        check.last_start = None
+        check.last_start_rid = None
+    else:
+        check.missed += 1
+    check.ok_streak = 0
+    check.fail_streak += 1
+    if check.fail_streak < check.failure_threshold:
+        return None
+
     flip = Flip(
         check_id=check.id,
         shard=check.shard,
@@ -155,22 +202,36 @@ def flip_down(check: Check, deadline: Deadline, detected: float) -> Flip:
         new_status=DOWN,
         reason=deadline.reason,
     )
-    check.status = DOWN
-    if deadline.reason == RUN_TOO_LONG:
-        check.last_start = None
-        check.last_start_rid = None
+    go_down(check, flip.at)
     return flip
+
+
+def go_down(check: Check, at: float) -> None:
+    """Mark the check down from ``at`` and plan its first reminder."""
+    check.status = DOWN
+    check.down_since = at
+    check.missed = 0
+    if check.reminder_every is not None:
+        check.next_reminder = at + check.reminder_every
 
 
 def pause(check: Check, now: float) -> Flip | None:
     """Pause the check: it ends an open run and has no deadline until a ping."""
     check.last_start = None
     check.last_start_rid = None
+    check.next_reminder = None
     if check.status == PAUSED:
         return None
     flip = Flip(check.id, check.shard, now, now, check.status, PAUSED, PAUSE)
     check.status = PAUSED
+    reset_streaks(check)
     return flip
+
+
+def reset_streaks(check: Check) -> None:
+    check.fail_streak = 0
+    check.ok_streak = 0
+    check.missed = 0
 
 
 class NotPausedError(Exception):
@@ -186,7 +247,15 @@ def resume(check: Check, now: float) -> Flip:
     check.last_ping = None
     check.last_start = None
     check.last_start_rid = None
+    reset_streaks(check)
     return flip
+
+
+def is_alert(flip: Flip) -> bool:
+    """Whether people hear of this flip: going down, or back up from down."""
+    if flip.new_status == DOWN:
+        return True
+    return flip.new_status == UP and flip.old_status == DOWN
 
 
 def reason_text(flip: Flip) -> str:
@@ -202,6 +271,7 @@ def reason_text(flip: Flip) -> str:
         SUCCESS: "success ping",
         PAUSE: "paused",
         RESUME: "resumed",
+        REMINDER: "still down",
     }.get(flip.reason, flip.reason)
     if flip.offline_until is not None:
         text += f" (serverlord was offline {_window(flip)})"

@@ -19,23 +19,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from serverlord import __version__
+from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
 from serverlord.durations import DurationError, parse_duration
+from serverlord.errors import CommandError, UsageError
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
 
 DEFAULT_PERIOD = "1d"
 DEFAULT_GRACE = "1h"
 NAME_LIMIT = 100
 TAG_LIMIT = 50
-
-
-class CommandError(Exception):
-    """A command could not do what was asked; the message says why."""
-
-
-class UsageError(CommandError):
-    """An argument is not valid; the message names it and says why."""
+THRESHOLD_LIMIT = 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=run_serve)
 
     _add_check_commands(commands)
+    add_channel_commands(commands, _common)
     _add_schedule_commands(commands)
     return parser
 
@@ -107,7 +103,42 @@ def _add_check_commands(commands: Any) -> None:
         action="store_true",
         help="a paused check stays paused when pinged",
     )
+    add.add_argument(
+        "--failure-threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="go down only after N failed or missed runs in a row (default 1)",
+    )
+    add.add_argument(
+        "--recovery-threshold",
+        type=int,
+        default=1,
+        metavar="N",
+        help="come back up only after N successes in a row (default 1)",
+    )
+    add.add_argument(
+        "--remind-every", metavar="D", help="remind people every D while down"
+    )
+    links = add.add_mutually_exclusive_group()
+    links.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="alert this channel (repeatable; default: every channel)",
+    )
+    links.add_argument(
+        "--no-channels", action="store_true", help="link no channel for now"
+    )
     _common(add, _add)
+
+    channels = actions.add_parser("channels", help="show or set a check's channels")
+    channels.add_argument("id", help="the check's uuid")
+    channels.add_argument(
+        "--set", metavar="ID,ID", help="link exactly these channels ('' for none)"
+    )
+    _common(channels, _channels)
 
     _common(actions.add_parser("list", help="list checks"), _list)
     for name, helptext, handler in (
@@ -209,15 +240,48 @@ def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) 
 
 async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     check = check_from_args(args)
+    if args.no_channels:
+        linked = []
+    elif args.channel:
+        linked = await _known_channels(store, channel_ids(",".join(args.channel)))
+    else:
+        linked = [channel.id for channel in await store.list_channels()]
     await store.add_check(check)
+    await store.set_check_channels(check.id, linked)
+
     url = f"{settings.resolved_base_url()}/ping/{check.id}"
     if args.json:
-        _print_json(_check_json(check, settings))
+        data = _check_json(check, settings)
+        data["channels"] = linked
+        _print_json(data)
     else:
         print(f"added check {check.name!r} ({check.schedule.describe()})")
         print(f"id:       {check.id}")
         print(f"ping URL: {url}")
+        print(f"alerts go to {len(linked)} channel(s)")
     return 0
+
+
+async def _channels(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    check = await _get(store, args.id)
+    if args.set is not None:
+        wanted = await _known_channels(store, channel_ids(args.set))
+        await store.set_check_channels(check.id, wanted)
+    linked = await store.check_channels(check.id)
+    if args.json:
+        _print_json({"uuid": check.id, "channels": linked})
+    elif linked:
+        print(f"check {check.name!r} alerts: {', '.join(linked)}")
+    else:
+        print(f"check {check.name!r} alerts no channel")
+    return 0
+
+
+async def _known_channels(store: Any, wanted: list[str]) -> list[str]:
+    for channel_id in wanted:
+        if await store.get_channel(channel_id) is None:
+            raise CommandError(f"no channel has the id {channel_id}")
+    return wanted
 
 
 def check_from_args(args: argparse.Namespace) -> Check:
@@ -235,6 +299,15 @@ def check_from_args(args: argparse.Namespace) -> Check:
     max_runtime = None
     if args.max_runtime:
         max_runtime = _duration("--max-runtime", args.max_runtime)
+    for flag, value in (
+        ("--failure-threshold", args.failure_threshold),
+        ("--recovery-threshold", args.recovery_threshold),
+    ):
+        if not 1 <= value <= THRESHOLD_LIMIT:
+            raise UsageError(f"{flag}: must be between 1 and {THRESHOLD_LIMIT}")
+    reminder = None
+    if args.remind_every:
+        reminder = _duration("--remind-every", args.remind_every)
     for tag in args.tag:
         if not tag or len(tag) > TAG_LIMIT or any(ch.isspace() for ch in tag):
             raise UsageError(
@@ -251,6 +324,9 @@ def check_from_args(args: argparse.Namespace) -> Check:
         max_runtime=max_runtime,
         manual_resume=args.manual_resume,
         created=time.time(),
+        failure_threshold=args.failure_threshold,
+        recovery_threshold=args.recovery_threshold,
+        reminder_every=reminder,
     )
 
 
@@ -278,19 +354,21 @@ async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int
 
 
 async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    from serverlord.render import check_details, flip_json, ping_json
+    from serverlord.render import attempt_json, check_details, flip_json, ping_json
 
     check = await _get(store, args.id)
     pings = await store.recent_pings(check.id, 10)
     flips = await store.recent_flips(check.id, 10)
+    attempts = await store.recent_attempts(check.id, 10)
     if args.json:
         data = _check_json(check, settings)
         data["pings"] = [ping_json(ping) for ping in pings]
         data["flips"] = [flip_json(flip) for flip in flips]
+        data["deliveries"] = [attempt_json(attempt) for attempt in attempts]
         _print_json(data)
         return 0
     base = settings.resolved_base_url()
-    print(check_details(check, base, pings, flips, time.time()))
+    print(check_details(check, base, pings, flips, time.time(), attempts))
     return 0
 
 

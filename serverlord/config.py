@@ -15,7 +15,7 @@ from typing import Any
 
 import platformdirs
 
-from serverlord.durations import DurationError
+from serverlord.durations import DurationError, parse_duration
 
 
 def default_data_dir() -> Path:
@@ -53,6 +53,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
     return value
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text)
 
 
 def _flag(text: str) -> bool:
@@ -117,6 +121,33 @@ class Settings:
     )
     log_level: str = _setting(
         "log level: debug, info, warning or error", "info", metavar="LEVEL"
+    )
+    notify_timeout: float = _setting(
+        "how long one attempt to deliver an alert may take",
+        10,
+        flag_type=_seconds,
+        metavar="DURATION",
+    )
+    notify_concurrency: int = _setting(
+        "most alerts sent at the same time", 32, flag_type=_positive, metavar="N"
+    )
+    notify_retry_base: float = _setting(
+        "wait before retrying a failed alert; doubled at each failure",
+        2,
+        flag_type=_seconds,
+        metavar="DURATION",
+    )
+    notify_retry_max: float = _setting(
+        "longest wait between two attempts to deliver an alert",
+        3600,
+        flag_type=_seconds,
+        metavar="DURATION",
+    )
+    notify_retry_for: float = _setting(
+        "how long a failing alert is retried before it is given up",
+        86400,
+        flag_type=_seconds,
+        metavar="DURATION",
     )
 
     def resolved_data_dir(self) -> Path:

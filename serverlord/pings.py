@@ -17,6 +17,7 @@ from serverlord.checks import (
     UP,
     Check,
     Flip,
+    go_down,
 )
 
 SUCCESS_KIND, START, FAIL, LOG, IGNORED = "success", "start", "fail", "log", "ign"
@@ -73,8 +74,32 @@ def apply_ping(check: Check, ping: Ping) -> Flip | None:
 
     _close_run(check, ping)
     check.last_ping = ping.received
+    check.missed = 0
     if ping.kind == FAIL:
-        return _flip(check, ping, DOWN)
+        return _failed(check, ping)
+    return _succeeded(check, ping)
+
+
+def _failed(check: Check, ping: Ping) -> Flip | None:
+    check.ok_streak = 0
+    check.fail_streak += 1
+    if check.status == DOWN or check.fail_streak < check.failure_threshold:
+        return None
+    flip = _flip(check, ping, DOWN)
+    go_down(check, ping.received)
+    return flip
+
+
+def _succeeded(check: Check, ping: Ping) -> Flip | None:
+    check.fail_streak = 0
+    if check.status == DOWN:
+        check.ok_streak += 1
+        if check.ok_streak < check.recovery_threshold:
+            return None
+    check.ok_streak = 0
+    check.next_reminder = None
+    if check.status == UP:
+        return None
     return _flip(check, ping, UP)
 
 
@@ -94,9 +119,7 @@ def _close_run(check: Check, ping: Ping) -> None:
     check.last_start_rid = None
 
 
-def _flip(check: Check, ping: Ping, new_status: str) -> Flip | None:
-    if check.status == new_status:
-        return None
+def _flip(check: Check, ping: Ping, new_status: str) -> Flip:
     if new_status == UP:
         reason = SUCCESS
     else:

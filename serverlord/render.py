@@ -65,6 +65,9 @@ def check_json(check: Check, base_url: str, now: float | None = None) -> dict[st
         "ping_url": f"{base_url}/ping/{check.id}",
         "max_runtime": seconds(check.max_runtime),
         "last_duration": seconds(check.last_duration),
+        "failure_threshold": check.failure_threshold,
+        "recovery_threshold": check.recovery_threshold,
+        "reminder_every": seconds(check.reminder_every),
     }
     if check.schedule.kind == "simple":
         data["timeout"] = seconds(check.schedule.timeout)
@@ -120,8 +123,28 @@ def check_line(check: Check, now: float) -> str:
     )
 
 
+def attempt_json(attempt: dict[str, Any]) -> dict[str, Any]:
+    """A delivery attempt as stored (see Store.recent_attempts), for JSON."""
+    return {
+        "at": iso(attempt["at"]),
+        "ok": bool(attempt["ok"]),
+        "error": attempt["error"],
+        "latency": attempt["latency"],
+        "kind": attempt["kind"],
+        "flip_id": attempt["flip_id"],
+        "channel": attempt["channel_id"],
+        "channel_name": attempt["channel_name"],
+        "state": attempt["state"],
+    }
+
+
 def check_details(
-    check: Check, base_url: str, pings: list[Ping], flips: list[Flip], now: float
+    check: Check,
+    base_url: str,
+    pings: list[Ping],
+    flips: list[Flip],
+    now: float,
+    attempts: list[dict[str, Any]] | None = None,
 ) -> str:
     status = status_at(check, now)
     due = next_due(check)
@@ -136,6 +159,13 @@ def check_details(
         lines.append(f"  max run time  {format_duration(check.max_runtime)}")
     if check.tags:
         lines.append(f"  tags          {check.tags}")
+    if check.failure_threshold > 1 or check.recovery_threshold > 1:
+        lines.append(
+            f"  thresholds    down after {check.failure_threshold} failed runs, "
+            f"up after {check.recovery_threshold} successes"
+        )
+    if check.reminder_every is not None:
+        lines.append(f"  reminders     every {format_duration(check.reminder_every)}")
     lines += [
         f"  last ping     {iso(check.last_ping) or 'never'} "
         f"({ago(check.last_ping, now)})",
@@ -163,5 +193,12 @@ def check_details(
         lines.append(
             f"  {iso(flip.at)} {flip.old_status} -> {flip.new_status}: "
             f"{reason_text(flip)} (noticed {flip.detected - flip.at:.3f}s later)"
+        )
+    lines += ["", "recent deliveries:"]
+    for attempt in attempts or []:
+        result = "ok" if attempt["ok"] else f"FAILED: {attempt['error']}"
+        lines.append(
+            f"  {iso(attempt['at'])} {attempt['kind']:<8} to "
+            f"{attempt['channel_name']}: {result}"
         )
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from typing import Any
 
 from serverlord.checks import Flip, deadline_of, reason_text, shard_of
 from serverlord.config import Settings
+from serverlord.notifier import Notifier
 from serverlord.pings import Ping
 from serverlord.store import Store, StoreError, open_store
 from serverlord.sweeper import Sweepers
@@ -37,6 +38,7 @@ class Server:
         self.settings = settings
         self.store = store
         self.sweepers = Sweepers(store, settings.shards, self.on_flips)
+        self.notifier = Notifier(store, settings)
         self.change_cursor = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -45,9 +47,11 @@ class Server:
         outcome = await self.store.record_ping(ping)
         self.sweepers.schedule(outcome.shard, outcome.check_id, outcome.deadline)
         if outcome.flip is not None:
-            self.on_flips([outcome.flip])
+            self.on_flips([outcome.flip], outcome.notify)
 
-    def on_flips(self, flips: list[Flip]) -> None:
+    def on_flips(self, flips: list[Flip], notify: bool) -> None:
+        if notify:
+            self.notifier.wake()
         for flip in flips:
             log.info(
                 "check %s is %s (was %s): %s",
@@ -81,6 +85,7 @@ class Server:
                 extra={"action": "offline_hold", "count": held},
             )
         self.sweepers.start()
+        self.notifier.start()
         self._tasks = [
             asyncio.create_task(self._beat(), name="heartbeat"),
             asyncio.create_task(self._follow_changes(), name="changes"),
@@ -92,6 +97,7 @@ class Server:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sweepers.stop()
+        await self.notifier.stop()
         with contextlib.suppress(StoreError):
             await self.store.heartbeat(time.time())
 
@@ -203,6 +209,11 @@ async def serve(settings: Settings) -> None:
 
     sock = bind(settings.host, settings.port)
     store = open_store(settings)
+    try:
+        store.lock_for_server()
+    except StoreError as exc:
+        sock.close()
+        raise OSError(str(exc)) from exc
     await store.open()
     server = Server(settings, store)
     try:

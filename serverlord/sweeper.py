@@ -28,7 +28,8 @@ MAX_SWEEP = 1000
 RETRY_AFTER = 1.0
 """Pause before confirming again when the store refused a sweep."""
 
-FlipListener = Callable[[list[Flip]], None]
+FlipListener = Callable[[list[Flip], bool], None]
+"""Told of the flips of a sweep, and whether it wrote deliveries."""
 
 
 @dataclass(slots=True)
@@ -153,13 +154,15 @@ class Shard:
 
     def _apply(self, outcomes: list[SweepOutcome]) -> None:
         flips = []
+        notify = False
         for outcome in outcomes:
             if outcome.check_id not in self.deadlines:
                 self.schedule(outcome.check_id, outcome.deadline)
             if outcome.flip is not None:
                 flips.append(outcome.flip)
-        if flips:
-            self.on_flips(flips)
+            notify = notify or outcome.notify
+        if flips or notify:
+            self.on_flips(flips, notify)
 
 
 class Sweepers:

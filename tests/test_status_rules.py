@@ -27,8 +27,8 @@ from serverlord.checks import (
     Check,
     Deadline,
     deadline_of,
-    flip_down,
     next_due,
+    pass_deadline,
     status_at,
 )
 from serverlord.pings import FAIL, IGNORED, LOG, START, SUCCESS_KIND, Ping, apply_ping
@@ -181,7 +181,8 @@ def test_a_run_that_outlives_its_grace_is_down(status: str) -> None:
     assert status_at(check, NOW, with_started=False) == DOWN
     assert deadline_of(check) == Deadline(NOW - HOUR, RUN_TOO_LONG)
 
-    flip = flip_down(check, Deadline(NOW - HOUR, RUN_TOO_LONG), NOW)
+    flip = pass_deadline(check, Deadline(NOW - HOUR, RUN_TOO_LONG), NOW)
+    assert flip is not None
     assert (flip.old_status, flip.new_status) == (status, DOWN)
     assert (flip.at, flip.detected, flip.reason) == (NOW - HOUR, NOW, RUN_TOO_LONG)
     assert check.last_start is None

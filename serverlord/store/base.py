@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from serverlord.channels import AttemptResult, Channel, Delivery
 from serverlord.checks import Check, Flip
 from serverlord.pings import Ping
 
@@ -24,6 +25,10 @@ class StoreUnavailableError(StoreError):
     """The database refused a write (disk full, locked, gone): try again later."""
 
 
+class ChannelNotFoundError(StoreError):
+    """No channel has the given id."""
+
+
 class ConflictError(StoreError):
     """A check changed under a compare-and-set; nothing was written."""
 
@@ -36,6 +41,8 @@ class PingOutcome:
     shard: int
     deadline: float | None
     flip: Flip | None
+    notify: bool = False
+    """Whether deliveries were written for the notifier."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -56,6 +63,7 @@ class SweepOutcome:
     shard: int
     deadline: float | None
     flip: Flip | None
+    notify: bool = False
 
 
 class Store(Protocol):
@@ -64,6 +72,10 @@ class Store(Protocol):
     description: str
 
     async def open(self) -> None: ...
+
+    def lock_for_server(self) -> None:
+        """Claim the store for one server process where the backend needs it."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -102,3 +114,53 @@ class Store(Protocol):
     async def heartbeat(self, now: float) -> None: ...
 
     async def last_heartbeat(self) -> float | None: ...
+
+    # Channels and the outbox of deliveries.
+
+    async def add_channel(self, channel: Channel) -> None: ...
+
+    async def get_channel(self, channel_id: str) -> Channel | None: ...
+
+    async def list_channels(self) -> list[Channel]: ...
+
+    async def delete_channel(self, channel_id: str) -> None: ...
+
+    async def set_check_channels(self, check_id: str, channel_ids: list[str]) -> None:
+        """Link exactly these channels to the check (ChannelNotFoundError if any
+        is unknown; nothing changes then)."""
+        ...
+
+    async def check_channels(self, check_id: str) -> list[str]: ...
+
+    async def enqueue(self, deliveries: list[Delivery]) -> list[int]:
+        """Add deliveries that belong to no flip (a channel test); return ids."""
+        ...
+
+    async def claim_deliveries(
+        self, now: float, limit: int, lease: float
+    ) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, each held for ``lease`` seconds;
+        two callers never get the same one."""
+        ...
+
+    async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
+        """Record an attempt; sent, failed for good, or pending again."""
+        ...
+
+    async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:
+        """Remember a channel's latest result (of a test message, say)."""
+        ...
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery falls due, if any."""
+        ...
+
+    async def release_claims(self) -> int:
+        """Make deliveries claimed by a dead process pending again."""
+        ...
+
+    async def recent_attempts(
+        self, check_id: str, limit: int
+    ) -> list[dict[str, object]]:
+        """The latest delivery attempts for a check's alerts, newest first."""
+        ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from serverlord.channels import Channel, Delivery
 from serverlord.checks import Check, Deadline, Flip, deadline_of
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
@@ -42,6 +43,14 @@ def check_from_row(row: Row) -> Check:
         last_duration=row["last_duration"],
         created=row["created"],
         version=row["version"],
+        failure_threshold=row["failure_threshold"],
+        recovery_threshold=row["recovery_threshold"],
+        reminder_every=row["reminder_every"],
+        fail_streak=row["fail_streak"],
+        ok_streak=row["ok_streak"],
+        missed=row["missed"],
+        down_since=row["down_since"],
+        next_reminder=row["next_reminder"],
     )
 
 
@@ -70,6 +79,14 @@ def check_to_row(check: Check) -> dict[str, Any]:
         "deadline": None if deadline is None else deadline.at,
         "created": check.created,
         "version": check.version,
+        "failure_threshold": check.failure_threshold,
+        "recovery_threshold": check.recovery_threshold,
+        "reminder_every": check.reminder_every,
+        "fail_streak": check.fail_streak,
+        "ok_streak": check.ok_streak,
+        "missed": check.missed,
+        "down_since": check.down_since,
+        "next_reminder": check.next_reminder,
     }
 
 
@@ -84,8 +101,42 @@ def state_params(check: Check) -> tuple[Any, ...]:
         check.last_start_rid,
         check.last_duration,
         None if deadline is None else deadline.at,
+        check.fail_streak,
+        check.ok_streak,
+        check.missed,
+        check.down_since,
+        check.next_reminder,
         check.id,
         check.version,
+    )
+
+
+def channel_from_row(row: Row) -> Channel:
+    return Channel(
+        id=row["id"],
+        name=row["name"],
+        url=row["url"],
+        kind=row["kind"],
+        masked_url=row["masked_url"],
+        created=row["created"],
+        last_attempt=row["last_attempt"],
+        last_ok=None if row["last_ok"] is None else bool(row["last_ok"]),
+        last_error=row["last_error"],
+    )
+
+
+def delivery_from_row(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        flip_id=row["flip_id"],
+        check_id=row["check_id"],
+        channel_id=row["channel_id"],
+        channel_url=row["url"],
+        kind=row["kind"],
+        title=row["title"],
+        body=row["body"],
+        attempts=row["attempts"],
+        created=row["created"],
     )
 
 

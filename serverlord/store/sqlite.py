@@ -10,6 +10,8 @@ proceed while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
 import queue
 import sqlite3
@@ -17,13 +19,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
+from serverlord import alerts
 from serverlord import checks as rules
-from serverlord.checks import Check, Flip, deadline_of
+from serverlord.channels import (
+    DOWN_ALERT,
+    FAILED,
+    PENDING,
+    REMINDER,
+    SENT,
+    UP_ALERT,
+    AttemptResult,
+    Channel,
+    Delivery,
+)
+from serverlord.checks import Check, Deadline, Flip, deadline_of
 from serverlord.pings import Ping, apply_ping
 from serverlord.store.base import (
     PINGS_KEPT,
+    ChannelNotFoundError,
     CheckNotFoundError,
     ConflictError,
     Due,
@@ -34,8 +49,10 @@ from serverlord.store.base import (
 )
 from serverlord.store.queries import load_migrations, load_queries
 from serverlord.store.rows import (
+    channel_from_row,
     check_from_row,
     check_to_row,
+    delivery_from_row,
     flip_from_row,
     flip_to_params,
     ping_from_row,
@@ -226,6 +243,7 @@ class SqliteStore:
         self.synchronous = synchronous
         self.description = f"sqlite:///{path}"
         self._writer: _Writer | None = None
+        self._lock: IO[str] | None = None
         self._reader: sqlite3.Connection | None = None
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="serverlord-sqlite-read")
 
@@ -236,6 +254,23 @@ class SqliteStore:
         self._writer = _Writer(conn)
         self._writer.start()
         self._reader = await self._read(connect, self.path)
+
+    def lock_for_server(self) -> None:
+        """Make this the only server on the database file, until it exits.
+
+        Claims of deliveries are released at start-up, which is only safe when
+        no other server shares the file.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the process
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock.close()
+            raise StoreUnavailableError(
+                f"another serverlord serve is already using {self.path}"
+            ) from exc
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -277,6 +312,67 @@ class SqliteStore:
 
     async def heartbeat(self, now: float) -> None:
         await self._write(lambda conn: conn.execute(Q["set_meta"], ("heartbeat", now)))
+
+    async def add_channel(self, channel: Channel) -> None:
+        params = (
+            channel.id,
+            channel.name,
+            channel.url,
+            channel.kind,
+            channel.masked_url,
+            channel.created,
+        )
+        await self._write(
+            guarded(lambda conn: conn.execute(Q["insert_channel"], params))
+        )
+
+    async def delete_channel(self, channel_id: str) -> None:
+        await self._write(lambda conn: _delete_channel(conn, channel_id))
+
+    async def set_check_channels(self, check_id: str, channel_ids: list[str]) -> None:
+        await self._write(lambda conn: _link(conn, check_id, channel_ids))
+
+    async def enqueue(self, deliveries: list[Delivery]) -> list[int]:
+        return await self._write(lambda conn: _insert_deliveries(conn, deliveries))  # type: ignore[no-any-return]
+
+    async def claim_deliveries(
+        self, now: float, limit: int, lease: float
+    ) -> list[Delivery]:
+        return await self._write(lambda conn: _claim(conn, now, limit, lease))  # type: ignore[no-any-return]
+
+    async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
+        await self._write(lambda conn: _finish(conn, delivery, result))
+
+    async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:
+        params = (result.at, int(result.ok), result.error, channel_id)
+        await self._write(lambda conn: conn.execute(Q["channel_result"], params))
+
+    async def release_claims(self) -> int:
+        return await self._write(  # type: ignore[no-any-return]
+            lambda conn: conn.execute(Q["release_claims"]).rowcount
+        )
+
+    async def get_channel(self, channel_id: str) -> Channel | None:
+        row = await self._query_one(Q["get_channel"], (channel_id,))
+        return None if row is None else channel_from_row(row)
+
+    async def list_channels(self) -> list[Channel]:
+        rows = await self._query(Q["list_channels"], ())
+        return [channel_from_row(row) for row in rows]
+
+    async def check_channels(self, check_id: str) -> list[str]:
+        rows = await self._query(Q["check_channels"], (check_id,))
+        return [row[0] for row in rows]
+
+    async def next_delivery_at(self) -> float | None:
+        row = await self._query_one(Q["next_delivery_at"], ())
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def recent_attempts(
+        self, check_id: str, limit: int
+    ) -> list[dict[str, object]]:
+        rows = await self._query(Q["recent_attempts"], (check_id, limit))
+        return [dict(row) for row in rows]
 
     # Reads.
 
@@ -377,36 +473,97 @@ def _record_ping(conn: sqlite3.Connection, ping: Ping) -> PingOutcome:
     conn.execute(Q["insert_ping"], ping_to_params(ping, check.shard))
     if ping.n % PRUNE_EVERY == 0:
         conn.execute(Q["prune_pings"], (check.id, ping.n - PINGS_KEPT))
+    notify = False
     if flip is not None:
         _insert_flip(conn, flip)
-    return PingOutcome(check.id, check.shard, deadline, flip)
+        notify = _enqueue_alerts(conn, check, flip, ping.received)
+    return PingOutcome(check.id, check.shard, deadline, flip, notify)
 
 
 def _sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOutcome]:
     outcomes = []
     for item in due:
         row = conn.execute(Q["get_check"], (item.check_id,)).fetchone()
-        if row is None:
-            continue
-        check = check_from_row(row)
-        deadline = deadline_of(check)
-        if deadline is None or deadline.at > now:
-            # A ping moved the deadline since the sweeper saw it: reschedule.
-            at = None if deadline is None else deadline.at
-            outcomes.append(SweepOutcome(check.id, check.shard, at, None))
-            continue
-        flip = rules.flip_down(check, deadline, now)
-        if item.not_before is not None:
-            flip.at = max(flip.at, item.not_before)
-        if item.offline_until is not None:
-            flip.offline_from = item.offline_from
-            flip.offline_until = item.offline_until
-            if deadline.reason == rules.MISSED:
-                flip.reason = rules.MISSED_OFFLINE
-        new_deadline = _save_state(conn, check)
-        _insert_flip(conn, flip)
-        outcomes.append(SweepOutcome(check.id, check.shard, new_deadline, flip))
+        if row is not None:
+            outcomes.append(_sweep_one(conn, check_from_row(row), item, now))
     return outcomes
+
+
+def _sweep_one(
+    conn: sqlite3.Connection, check: Check, item: Due, now: float
+) -> SweepOutcome:
+    deadline = deadline_of(check)
+    if deadline is None or deadline.at > now:
+        # A ping moved the deadline since the sweeper saw it: reschedule.
+        at = None if deadline is None else deadline.at
+        return SweepOutcome(check.id, check.shard, at, None)
+
+    if item.not_before is not None:
+        deadline = Deadline(max(deadline.at, item.not_before), deadline.reason)
+    flip = rules.pass_deadline(check, deadline, now)
+    if flip is not None and item.offline_until is not None:
+        flip.offline_from = item.offline_from
+        flip.offline_until = item.offline_until
+        if deadline.reason == rules.MISSED:
+            flip.reason = rules.MISSED_OFFLINE
+
+    new_deadline = _save_state(conn, check)
+    notify = False
+    if flip is not None:
+        _insert_flip(conn, flip)
+        notify = _enqueue_alerts(conn, check, flip, now)
+    elif deadline.reason == rules.REMINDER:
+        notify = _enqueue_reminders(conn, check, now)
+    return SweepOutcome(check.id, check.shard, new_deadline, flip, notify)
+
+
+def _enqueue_alerts(
+    conn: sqlite3.Connection, check: Check, flip: Flip, now: float
+) -> bool:
+    """Write one delivery per linked channel, in the flip's own transaction."""
+    if not rules.is_alert(flip):
+        return False
+    title, body = alerts.compose(check, flip, _last_body(conn, check.id), now)
+    return _enqueue(
+        conn,
+        check,
+        flip.id,
+        DOWN_ALERT if flip.new_status == rules.DOWN else UP_ALERT,
+        title,
+        body,
+        now,
+    )
+
+
+def _enqueue_reminders(conn: sqlite3.Connection, check: Check, now: float) -> bool:
+    down_since = check.down_since if check.down_since is not None else now
+    title, body = alerts.compose_reminder(
+        check, down_since, _last_body(conn, check.id), now
+    )
+    return _enqueue(conn, check, None, REMINDER, title, body, now)
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    check: Check,
+    flip_id: int | None,
+    kind: str,
+    title: str,
+    body: str,
+    now: float,
+) -> bool:
+    channel_ids = [row[0] for row in conn.execute(Q["check_channels"], (check.id,))]
+    for channel_id in channel_ids:
+        conn.execute(
+            Q["insert_delivery"],
+            (flip_id, check.id, check.shard, channel_id, kind, title, body, now, now),
+        )
+    return bool(channel_ids)
+
+
+def _last_body(conn: sqlite3.Connection, check_id: str) -> bytes | None:
+    row = conn.execute(Q["last_body"], (check_id,)).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def _add_check(conn: sqlite3.Connection, check: Check) -> None:
@@ -441,3 +598,81 @@ def _change_state(
         _insert_flip(conn, flip)
     conn.execute(Q["insert_change"], (check_id,))
     return check
+
+
+def _delete_channel(conn: sqlite3.Connection, channel_id: str) -> None:
+    if conn.execute(Q["delete_channel"], (channel_id,)).rowcount != 1:
+        raise ChannelNotFoundError(channel_id)
+
+
+def _link(conn: sqlite3.Connection, check_id: str, channel_ids: list[str]) -> None:
+    check = _load(conn, check_id)
+    for channel_id in channel_ids:
+        if conn.execute(Q["get_channel"], (channel_id,)).fetchone() is None:
+            raise ChannelNotFoundError(channel_id)
+    conn.execute(Q["unlink_channels"], (check_id,))
+    for channel_id in dict.fromkeys(channel_ids):
+        conn.execute(Q["link_channel"], (check_id, check.shard, channel_id))
+
+
+def _insert_deliveries(
+    conn: sqlite3.Connection, deliveries: list[Delivery]
+) -> list[int]:
+    ids = []
+    for item in deliveries:
+        if conn.execute(Q["get_channel"], (item.channel_id,)).fetchone() is None:
+            raise ChannelNotFoundError(item.channel_id)
+    for item in deliveries:
+        row = conn.execute(
+            Q["insert_delivery"],
+            (
+                item.flip_id,
+                item.check_id,
+                None,
+                item.channel_id,
+                item.kind,
+                item.title,
+                item.body,
+                item.created,
+                item.created,
+            ),
+        ).fetchone()
+        item.id = row[0]
+        ids.append(row[0])
+    return ids
+
+
+def _claim(
+    conn: sqlite3.Connection, now: float, limit: int, lease: float
+) -> list[Delivery]:
+    # Claims of a notifier that died mid-send run out with their lease.
+    conn.execute(Q["expired_claims"], (now,))
+    claimed = [
+        row[0] for row in conn.execute(Q["claim_deliveries"], (now + lease, now, limit))
+    ]
+    if not claimed:
+        return []
+    rows = conn.execute(Q["deliveries_by_id"], (json.dumps(claimed),)).fetchall()
+    return [delivery_from_row(row) for row in rows]
+
+
+def _finish(
+    conn: sqlite3.Connection, delivery: Delivery, result: AttemptResult
+) -> None:
+    if result.ok:
+        state = SENT
+    elif result.next_attempt is None:
+        state = FAILED
+    else:
+        state = PENDING
+    finished = None if state == PENDING else result.at
+    next_attempt = result.next_attempt if result.next_attempt is not None else result.at
+    conn.execute(Q["finish_delivery"], (state, next_attempt, finished, delivery.id))
+    conn.execute(
+        Q["insert_attempt"],
+        (delivery.id, result.at, int(result.ok), result.error, result.latency),
+    )
+    conn.execute(
+        Q["channel_result"],
+        (result.at, int(result.ok), result.error, delivery.channel_id),
+    )

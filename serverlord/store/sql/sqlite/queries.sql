@@ -8,11 +8,15 @@ SELECT * FROM checks ORDER BY created, id;
 INSERT INTO checks (
     id, shard, name, slug, tags, "desc", kind, timeout, schedule, tz, grace,
     max_runtime, manual_resume, status, n_pings, last_ping, last_start,
-    last_start_rid, last_duration, deadline, created, version
+    last_start_rid, last_duration, deadline, created, version,
+    failure_threshold, recovery_threshold, reminder_every, fail_streak,
+    ok_streak, missed, down_since, next_reminder
 ) VALUES (
     :id, :shard, :name, :slug, :tags, :desc, :kind, :timeout, :schedule, :tz,
     :grace, :max_runtime, :manual_resume, :status, :n_pings, :last_ping,
-    :last_start, :last_start_rid, :last_duration, :deadline, :created, 0
+    :last_start, :last_start_rid, :last_duration, :deadline, :created, 0,
+    :failure_threshold, :recovery_threshold, :reminder_every, :fail_streak,
+    :ok_streak, :missed, :down_since, :next_reminder
 );
 
 -- name: update_check_config
@@ -20,15 +24,18 @@ UPDATE checks SET
     name = :name, slug = :slug, tags = :tags, "desc" = :desc, kind = :kind,
     timeout = :timeout, schedule = :schedule, tz = :tz, grace = :grace,
     max_runtime = :max_runtime, manual_resume = :manual_resume,
-    deadline = :deadline, version = version + 1
+    failure_threshold = :failure_threshold,
+    recovery_threshold = :recovery_threshold, reminder_every = :reminder_every,
+    next_reminder = :next_reminder, deadline = :deadline, version = version + 1
 WHERE id = :id AND version = :version;
 
 -- name: update_check_state
 UPDATE checks SET
     status = ?1, n_pings = ?2, last_ping = ?3, last_start = ?4,
-    last_start_rid = ?5, last_duration = ?6, deadline = ?7,
+    last_start_rid = ?5, last_duration = ?6, deadline = ?7, fail_streak = ?8,
+    ok_streak = ?9, missed = ?10, down_since = ?11, next_reminder = ?12,
     version = version + 1
-WHERE id = ?8 AND version = ?9;
+WHERE id = ?13 AND version = ?14;
 
 -- name: delete_check
 DELETE FROM checks WHERE id = ?;
@@ -82,3 +89,83 @@ SELECT value FROM meta WHERE key = ?;
 -- name: set_meta
 INSERT INTO meta (key, value) VALUES (?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: last_body
+SELECT body FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT 1;
+
+-- name: insert_channel
+INSERT INTO channels (id, name, url, kind, masked_url, created)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: get_channel
+SELECT * FROM channels WHERE id = ?;
+
+-- name: list_channels
+SELECT * FROM channels ORDER BY created, id;
+
+-- name: delete_channel
+DELETE FROM channels WHERE id = ?;
+
+-- name: link_channel
+INSERT INTO check_channels (check_id, shard, channel_id) VALUES (?, ?, ?);
+
+-- name: unlink_channels
+DELETE FROM check_channels WHERE check_id = ?;
+
+-- name: check_channels
+SELECT channel_id FROM check_channels WHERE check_id = ? ORDER BY channel_id;
+
+-- name: insert_delivery
+INSERT INTO deliveries (
+    flip_id, check_id, shard, channel_id, kind, title, body, next_attempt,
+    created
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING id;
+
+-- name: claim_deliveries
+UPDATE deliveries SET state = 'sending', claimed_until = ?1,
+    attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE state = 'pending' AND next_attempt <= ?2
+    ORDER BY next_attempt LIMIT ?3
+) AND state = 'pending'
+RETURNING id;
+
+-- name: deliveries_by_id
+SELECT deliveries.*, channels.url FROM deliveries
+JOIN channels ON channels.id = deliveries.channel_id
+WHERE deliveries.id IN (SELECT value FROM json_each(?))
+ORDER BY deliveries.next_attempt;
+
+-- name: finish_delivery
+UPDATE deliveries SET state = ?1, next_attempt = ?2, claimed_until = NULL,
+    finished = ?3
+WHERE id = ?4 AND state = 'sending';
+
+-- name: insert_attempt
+INSERT INTO attempts (delivery_id, at, ok, error, latency) VALUES (?, ?, ?, ?, ?);
+
+-- name: channel_result
+UPDATE channels SET last_attempt = ?, last_ok = ?, last_error = ? WHERE id = ?;
+
+-- name: next_delivery_at
+SELECT min(next_attempt) FROM deliveries WHERE state = 'pending';
+
+-- name: expired_claims
+UPDATE deliveries SET state = 'pending', claimed_until = NULL
+WHERE state = 'sending' AND claimed_until < ?;
+
+-- name: release_claims
+UPDATE deliveries SET state = 'pending', claimed_until = NULL
+WHERE state = 'sending';
+
+-- name: recent_attempts
+SELECT attempts.at, attempts.ok, attempts.error, attempts.latency,
+    deliveries.kind, deliveries.flip_id, deliveries.channel_id, deliveries.state,
+    channels.name AS channel_name
+FROM attempts
+JOIN deliveries ON deliveries.id = attempts.delivery_id
+JOIN channels ON channels.id = deliveries.channel_id
+WHERE deliveries.check_id = ?
+ORDER BY attempts.id DESC LIMIT ?;

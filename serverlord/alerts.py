@@ -1,0 +1,179 @@
+"""What alerts say: a short title and plain ``Label: value`` lines.
+
+The text must read well in a chat and in an e-mail, and it quotes things
+people typed or scripts printed (check names, ping bodies), which may hold any
+character at all: those are made printable here, and nothing here raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+from serverlord.checks import DOWN, MISSED_OFFLINE, UP, Check, Flip, reason_text
+from serverlord.durations import format_duration
+from serverlord.render import iso, safe_text
+
+__all__ = ["EXCERPT_CHARS", "compose", "compose_reminder", "compose_test"]
+
+EXCERPT_CHARS = 200
+"""How much of the last ping's body an alert quotes, in characters."""
+
+EXCERPT_LINES = 10
+NAME_CHARS = 100
+
+# Enough bytes for EXCERPT_CHARS characters of up to four bytes, plus some.
+_EXCERPT_BYTES = EXCERPT_CHARS * 5
+
+# An escape like \x1b that a cut left unfinished at the end of a text.
+_CUT_ESCAPE = re.compile(r"\\x[0-9a-f]{0,3}$")
+
+
+def compose(
+    check: Check, flip: Flip, last_body: bytes | None, now: float
+) -> tuple[str, str]:
+    """The title and body announcing ``flip`` of ``check``."""
+    name = _name(check)
+    lines = [
+        f"Check: {name}",
+        f"Status: {flip.new_status} (was {flip.old_status})",
+        f"Reason: {_line(reason_text(flip))}",
+    ]
+
+    if flip.new_status == UP:
+        down_since = getattr(check, "down_since", None)
+        down_for = None if down_since is None else flip.at - down_since
+        if down_since is not None and down_for is not None and down_for >= 0:
+            title = f"UP: {name} after {_rough(down_for)} down"
+            lines.append(f"Down for: {_rough(down_for)} (since {iso(down_since)})")
+        else:
+            title = f"UP: {name}"
+        lines.append(f"Up since: {iso(flip.at)} ({_ago(flip.at, now)})")
+    else:
+        title = f"{_line(flip.new_status.upper())}: {name} ({_title_reason(flip)})"
+        if flip.new_status == DOWN:
+            lines.append(f"Down since: {iso(flip.at)} ({_ago(flip.at, now)})")
+
+    lines += _about(check, now)
+    lines.append(f"Flip: #{flip.id}" if flip.id is not None else "Flip: not stored")
+    lines.append(f"Check id: {_line(check.id)}")
+    lines += _excerpt(last_body)
+    return title, "\n".join(lines)
+
+
+def compose_reminder(
+    check: Check, down_since: float, last_body: bytes | None, now: float
+) -> tuple[str, str]:
+    """The title and body reminding people that ``check`` is still down."""
+    name = _name(check)
+    down_for = max(0.0, now - down_since)
+    title = f"STILL DOWN: {name} (down for {_rough(down_for)})"
+    lines = [
+        f"Check: {name}",
+        f"Status: {DOWN}",
+        f"Down for: {_rough(down_for)} (since {iso(down_since)})",
+    ]
+    lines += _about(check, now)
+    every = getattr(check, "reminder_every", None)
+    if every:
+        lines.append(f"Reminders: every {_rough(every)} while down")
+    lines.append(f"Check id: {_line(check.id)}")
+    lines += _excerpt(last_body)
+    return title, "\n".join(lines)
+
+
+def compose_test(channel_name: str, now: float) -> tuple[str, str]:
+    """A test message for the channel named ``channel_name``."""
+    name = _cut(_line(channel_name), NAME_CHARS)
+    title = f"TEST: serverlord to {name}" if name else "TEST: serverlord"
+    lines = [
+        f"Channel: {name or '(no name)'}",
+        f"Sent: {iso(now)}",
+        "If you can read this, serverlord's alerts reach you here.",
+    ]
+    return title, "\n".join(lines)
+
+
+def _about(check: Check, now: float) -> list[str]:
+    """The lines every alert of a check carries: last ping and schedule."""
+    last = (
+        f"{iso(check.last_ping)} ({_ago(check.last_ping, now)})"
+        if check.last_ping is not None
+        else "never"
+    )
+    return [
+        f"Last ping: {last}",
+        f"Schedule: {_line(_schedule(check))}, grace {_rough(check.grace)}",
+    ]
+
+
+def _schedule(check: Check) -> str:
+    # A schedule read from a damaged row should not cost the whole alert.
+    try:
+        return check.schedule.describe()
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return f"unknown ({type(exc).__name__})"
+
+
+def _title_reason(flip: Flip) -> str:
+    """The reason, short enough for a title: no offline window."""
+    if flip.reason == MISSED_OFFLINE:
+        return "missed while serverlord was offline"
+    bare = dataclasses.replace(flip, offline_from=None, offline_until=None)
+    return _line(reason_text(bare))
+
+
+def _excerpt(body: bytes | None) -> list[str]:
+    """The start of the last ping's body, quoted as indented lines."""
+    if body is None:
+        return []
+    text = safe_text(body[:_EXCERPT_BYTES].replace(b"\r\n", b"\n"))
+    cut = len(body) > _EXCERPT_BYTES or len(text) > EXCERPT_CHARS
+    text = _CUT_ESCAPE.sub("", text[:EXCERPT_CHARS]) if cut else text
+
+    lines = [line.rstrip() for line in text.split("\n")]
+    lines = [line for line in lines if line]
+    if len(lines) > EXCERPT_LINES:
+        lines, cut = lines[:EXCERPT_LINES], True
+    if not lines:
+        return [f"Last ping body: {'(empty)' if not body else '(blank)'}"]
+
+    quoted = [f"  {line}" for line in lines]
+    if cut:
+        quoted.append(f"  ... ({len(body)} bytes in all)")
+    return ["", "Last ping body:", *quoted]
+
+
+def _name(check: Check) -> str:
+    return _cut(_line(check.name), NAME_CHARS) or _line(check.id)
+
+
+def _line(text: str) -> str:
+    """Any text as one printable line."""
+    encoded = text.encode("utf-8", "replace")
+    return safe_text(encoded).replace("\n", "\\x0a").replace("\t", " ").strip()
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return _CUT_ESCAPE.sub("", text[: limit - 3]) + "..."
+
+
+def _ago(ts: float, now: float) -> str:
+    """How long ago, as roughly as a reader needs it: 3m ago, 1d4h ago."""
+    delta = now - ts
+    if delta < 0:
+        return f"in {_rough(-delta)}"
+    return "just now" if delta < 1 else f"{_rough(delta)} ago"
+
+
+def _rough(seconds: float) -> str:
+    """A duration to two units at most: 1h30m, 2d4h, 45s."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    if seconds < 60:
+        return format_duration(round(seconds) or round(seconds, 3))
+    unit = 1 if seconds < 3600 else 60 if seconds < 86400 else 3600
+    return format_duration(round(seconds / unit) * unit)

@@ -1,0 +1,399 @@
+"""The notifier: it delivers the outbox of alerts through Apprise.
+
+Deliveries are claimed from the store with a lease, sent under a bound on
+concurrent sends and a per-attempt timeout, and every attempt is recorded.
+A failed attempt is retried with exponential back-off and full jitter until
+``notify_retry_for`` has passed since the delivery was created. Delivery is
+at least once: a claim left unfinished by a crash or a stop runs out and the
+message goes out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from apprise import NotifyFormat, NotifyType
+
+from serverlord.apprise_urls import apprise_log, load_plugins, plugin_for
+from serverlord.channels import (
+    DOWN_ALERT,
+    REMINDER,
+    TEST,
+    UP_ALERT,
+    AttemptResult,
+    Channel,
+    ChannelError,
+    Delivery,
+)
+from serverlord.config import Settings
+from serverlord.durations import format_duration
+from serverlord.store.base import Store
+
+__all__ = ["Notifier", "Sent", "retry_at", "send_message"]
+
+log = logging.getLogger(__name__)
+
+POLL = 1.0
+"""Longest sleep between two looks at the outbox: other processes add to it."""
+
+MIN_TICK = 0.01
+"""Shortest sleep: uvloop rounds shorter ones to zero, which would spin."""
+
+ERROR_PAUSE = 1.0
+"""Pause after the store failed, before trying again."""
+
+STOP_WAIT = 2.0
+"""How long ``stop`` waits for sends in flight before leaving them."""
+
+ERROR_CHARS = 500
+
+_NOTIFY_TYPES = {
+    DOWN_ALERT: NotifyType.FAILURE,
+    UP_ALERT: NotifyType.SUCCESS,
+    REMINDER: NotifyType.WARNING,
+    TEST: NotifyType.INFO,
+}
+
+
+def retry_at(
+    delivery: Delivery, now: float, settings: Settings, rng: random.Random
+) -> float | None:
+    """When to try ``delivery`` again after a failed attempt, or None to give up.
+
+    The wait doubles with each attempt up to ``notify_retry_max``; a random
+    share of it (full jitter, at least half) keeps many deliveries that failed
+    together from all coming back at once.
+    """
+    if now - delivery.created >= settings.notify_retry_for:
+        return None
+    doublings = min(max(delivery.attempts, 1) - 1, 60)
+    ceiling = min(
+        settings.notify_retry_max, settings.notify_retry_base * 2.0**doublings
+    )
+    return now + rng.uniform(0.5, 1.0) * ceiling
+
+
+class Notifier:
+    """Delivers the outbox of ``store`` until stopped."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.notify_concurrency)
+        self._wake = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._rng = random.Random()
+
+    def start(self) -> None:
+        """Start delivering in the background (call from the event loop)."""
+        if self._loop is None:
+            self._stopping = False
+            self._loop = asyncio.create_task(self._run(), name="notifier")
+
+    def wake(self) -> None:
+        """Look at the outbox now: a delivery was just added."""
+        self._wake.set()
+
+    async def stop(self, wait: float = STOP_WAIT) -> None:
+        """Stop claiming; wait up to ``wait`` for sends in flight, then leave them.
+
+        A send left unfinished keeps its claim, which runs out (or is
+        released at the next start): the message is sent again then.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._loop is not None:
+            await asyncio.wait({self._loop}, timeout=wait)
+            await _cancel({self._loop})
+            self._loop = None
+
+        if self._sends:
+            _, pending = await asyncio.wait(set(self._sends), timeout=wait)
+            await _cancel(pending)
+
+    # The loop.
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(load_plugins)
+        except Exception:
+            # Apprise loads them at the first message then, blocking the loop.
+            log.exception(
+                "could not load Apprise's plugins ahead",
+                extra={"action": "plugins_failed"},
+            )
+        await self._release_claims()
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                delay = await self._claim_and_send()
+            except Exception:
+                log.exception(
+                    "notifier could not read the outbox; trying again shortly",
+                    extra={"action": "outbox_failed"},
+                )
+                delay = ERROR_PAUSE
+            await self._sleep(delay)
+
+    async def _release_claims(self) -> None:
+        # Only one notifier works on a store (the server holds a lock), so
+        # every claim found at start-up belongs to a process that is gone.
+        while not self._stopping:
+            try:
+                released = await self.store.release_claims()
+            except Exception:
+                log.exception(
+                    "notifier could not release old claims; trying again shortly",
+                    extra={"action": "outbox_failed"},
+                )
+                await self._sleep(ERROR_PAUSE)
+                continue
+            if released:
+                log.info(
+                    "%d deliveries left unfinished by the last run will be sent",
+                    released,
+                    extra={"action": "claims_released", "count": released},
+                )
+            return
+
+    async def _claim_and_send(self) -> float:
+        """Start sends for what is due; return how long to sleep after."""
+        free = self.settings.notify_concurrency - len(self._sends)
+        if free <= 0:
+            # Every slot is busy: a finishing send wakes the loop.
+            return POLL
+
+        now = time.time()
+        claimed = await self.store.claim_deliveries(now, free, self._lease())
+        for delivery in claimed:
+            task = asyncio.create_task(self._deliver(delivery))
+            self._sends.add(task)
+            task.add_done_callback(self._sent)
+        if len(claimed) == free:
+            # There may be more due already; the next free slot wakes us.
+            return POLL
+
+        next_at = await self.store.next_delivery_at()
+        if next_at is None:
+            return POLL
+        return min(POLL, next_at - time.time())
+
+    def _lease(self) -> float:
+        # Long enough for the send, its timeout and the store write after it.
+        return 2 * self.settings.notify_timeout + 30
+
+    async def _sleep(self, delay: float) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(delay, MIN_TICK)):
+                await self._wake.wait()
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sends.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "a send task failed",
+                exc_info=task.exception(),
+                extra={"action": "delivery_crashed"},
+            )
+        self._wake.set()
+
+    # One delivery.
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        async with self._slots:
+            result = await self._attempt(delivery)
+        self._log(delivery, result)
+        await self._record(delivery, result)
+
+    async def _attempt(self, delivery: Delivery) -> AttemptResult:
+        sent = await send_message(
+            delivery.channel_url,
+            delivery.title,
+            delivery.body,
+            delivery.kind,
+            self.settings.notify_timeout,
+            log_extra=_ids(delivery),
+        )
+        now = time.time()
+        if sent.error is None:
+            return AttemptResult(now, True, None, sent.latency, None)
+        next_at = (
+            None
+            if sent.permanent
+            else retry_at(delivery, now, self.settings, self._rng)
+        )
+        return AttemptResult(now, False, sent.error, sent.latency, next_at)
+
+    async def _record(self, delivery: Delivery, result: AttemptResult) -> None:
+        # A result that is not recorded means sending again once the claim
+        # runs out, so the store gets a few chances.
+        for pause in (0.1, 0.5, 1.0, 2.0, None):
+            try:
+                await self.store.finish_attempt(delivery, result)
+                return
+            except Exception:
+                if pause is None or self._stopping:
+                    log.exception(
+                        "could not record the attempt of delivery %s; it will "
+                        "be sent again when its claim runs out",
+                        delivery.id,
+                        extra=_ids(delivery, action="attempt_not_recorded"),
+                    )
+                    return
+                log.warning(
+                    "could not record the attempt of delivery %s; retrying",
+                    delivery.id,
+                    exc_info=True,
+                    extra=_ids(delivery, action="attempt_not_recorded"),
+                )
+                await asyncio.sleep(pause)
+
+    def _log(self, delivery: Delivery, result: AttemptResult) -> None:
+        if result.ok:
+            log.debug(
+                "delivery %s sent in %.3fs",
+                delivery.id,
+                result.latency,
+                extra=_ids(delivery, action="delivery_sent"),
+            )
+            return
+        then = (
+            "given up"
+            if result.next_attempt is None
+            else f"next try in {result.next_attempt - result.at:.1f}s"
+        )
+        log.warning(
+            "delivery %s failed (attempt %d, %s): %s",
+            delivery.id,
+            delivery.attempts,
+            then,
+            result.error,
+            extra=_ids(
+                delivery,
+                action="delivery_failed",
+                attempt=delivery.attempts,
+                final=result.next_attempt is None,
+            ),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Sent:
+    """What one try to send a message gave."""
+
+    error: str | None
+    """None when the service took the message; else why not, in words."""
+    permanent: bool
+    """The failure will not go away by trying again."""
+    latency: float
+
+
+async def send_message(
+    url: str,
+    title: str,
+    body: str,
+    kind: str,
+    timeout: float,
+    *,
+    log_extra: dict[str, Any] | None = None,
+) -> Sent:
+    """Send one message to an Apprise URL, giving up after ``timeout``.
+
+    ``kind`` is the delivery kind (down, up, reminder or test), which some
+    services show as a colour or an icon. Never raises for a failed send.
+    """
+    started = time.monotonic()
+    try:
+        plugin = plugin_for(url, timeout)
+    except ChannelError as exc:
+        return Sent(str(exc), True, time.monotonic() - started)
+    except Exception as exc:
+        # Apprise failing to load a plugin, say: not the URL's fault.
+        return _raised(exc, "preparing", started, log_extra)
+
+    error: str | None = None
+    with apprise_log() as messages:
+        try:
+            ok = await asyncio.wait_for(
+                plugin.async_notify(
+                    body=body,
+                    title=title,
+                    notify_type=_NOTIFY_TYPES.get(kind, NotifyType.INFO),
+                    body_format=NotifyFormat.TEXT,
+                ),
+                timeout,
+            )
+        except TimeoutError:
+            error = f"timed out after {format_duration(timeout)}"
+        except Exception as exc:
+            return _raised(exc, "sending", started, log_extra)
+        else:
+            if not ok:
+                reasons = "; ".join(dict.fromkeys(m.strip() for m in messages))
+                error = reasons or "Apprise reported a failure without a reason"
+
+    latency = time.monotonic() - started
+    return Sent(None if error is None else error[:ERROR_CHARS], False, latency)
+
+
+def _raised(
+    exc: Exception, doing: str, started: float, log_extra: dict[str, Any] | None
+) -> Sent:
+    log.warning(
+        "Apprise raised while %s a message",
+        doing,
+        exc_info=exc,
+        extra={"action": "send_raised", **(log_extra or {})},
+    )
+    error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+    return Sent(error, False, time.monotonic() - started)
+
+
+def _ids(delivery: Delivery, **fields: Any) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery.id,
+        "channel_id": delivery.channel_id,
+        "check_id": delivery.check_id,
+        **fields,
+    }
+
+
+async def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+async def send_now(
+    store: Store, channel: Channel, title: str, body: str, settings: Settings
+) -> AttemptResult:
+    """Send one message to a channel at once, outside the outbox (a test), and
+    note the result on the channel."""
+    sent = await send_message(
+        channel.url,
+        title,
+        body,
+        TEST,
+        settings.notify_timeout,
+        log_extra={"channel_id": channel.id},
+    )
+    result = AttemptResult(
+        at=time.time(),
+        ok=sent.error is None,
+        error=sent.error,
+        latency=sent.latency,
+        next_attempt=None,
+    )
+    await store.note_channel_result(channel.id, result)
+    return result
