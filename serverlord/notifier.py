@@ -2,6 +2,9 @@
 
 Deliveries are claimed from the store with a lease, sent under a bound on
 concurrent sends and a per-attempt timeout, and every attempt is recorded.
+Sends run in the notifier's own threads, one per slot: Apprise's shared pool
+has only CPU count + 4 threads, so a receiver that hangs would hold them all and
+make sends to every other channel time out while they merely wait in its queue.
 A failed attempt is retried with exponential back-off and full jitter until
 ``notify_retry_for`` has passed since the delivery was created. Delivery is
 at least once: a claim left unfinished by a crash or a stop runs out and the
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +59,10 @@ STOP_WAIT = 2.0
 
 ERROR_CHARS = 500
 
+SOCKET_MARGIN = 1.0
+"""Apprise's sockets give up this much after the attempt, so a hang reads as
+a timeout and not as whichever error the socket gives."""
+
 _NOTIFY_TYPES = {
     DOWN_ALERT: NotifyType.FAILURE,
     UP_ALERT: NotifyType.SUCCESS,
@@ -86,6 +96,9 @@ class Notifier:
         self.store = store
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.notify_concurrency)
+        self._busy = 0
+        """Slots taken: from the claim until the thread of the send is done."""
+        self._pool = self._new_pool()
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -118,6 +131,15 @@ class Notifier:
         if self._sends:
             _, pending = await asyncio.wait(set(self._sends), timeout=wait)
             await _cancel(pending)
+        # Threads still sending finish on their own socket timeouts. A pool
+        # has no thread until it is used, so a fresh one for a restart is free.
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(
+            self.settings.notify_concurrency, thread_name_prefix="serverlord-send"
+        )
 
     # The loop.
 
@@ -166,14 +188,16 @@ class Notifier:
 
     async def _claim_and_send(self) -> float:
         """Start sends for what is due; return how long to sleep after."""
-        free = self.settings.notify_concurrency - len(self._sends)
-        if free <= 0:
-            # Every slot is busy: a finishing send wakes the loop.
+        free = self.settings.notify_concurrency - self._busy
+        if free <= 0 or (self._busy and free < self.settings.notify_concurrency / 4):
+            # Slots set free wake the loop; claiming a few at a time in a burst
+            # would cost the store one write for every message.
             return POLL
 
         now = time.time()
         claimed = await self.store.claim_deliveries(now, free, self._lease())
         for delivery in claimed:
+            self._busy += 1
             task = asyncio.create_task(self._deliver(delivery))
             self._sends.add(task)
             task.add_done_callback(self._sent)
@@ -210,18 +234,29 @@ class Notifier:
     # One delivery.
 
     async def _deliver(self, delivery: Delivery) -> None:
-        async with self._slots:
-            result = await self._attempt(delivery)
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            self._busy -= 1
+            raise
+        result = await self._attempt(delivery)
         self._log(delivery, result)
         await self._record(delivery, result)
 
+    def _free_slot(self) -> None:
+        self._slots.release()
+        self._busy -= 1
+        self._wake.set()
+
     async def _attempt(self, delivery: Delivery) -> AttemptResult:
-        sent = await send_message(
+        sent = await _send(
             delivery.channel_url,
             delivery.title,
             delivery.body,
             delivery.kind,
             self.settings.notify_timeout,
+            pool=self._pool,
+            done=self._free_slot,
             log_extra=_ids(delivery),
         )
         now = time.time()
@@ -312,27 +347,72 @@ async def send_message(
     ``kind`` is the delivery kind (down, up, reminder or test), which some
     services show as a colour or an icon. Never raises for a failed send.
     """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="serverlord-send")
+    try:
+        return await _send(
+            url, title, body, kind, timeout, pool=pool, log_extra=log_extra
+        )
+    finally:
+        # Not waiting: a send that timed out finishes alone.
+        pool.shutdown(wait=False)
+
+
+async def _send(
+    url: str,
+    title: str,
+    body: str,
+    kind: str,
+    timeout: float,
+    *,
+    pool: Executor,
+    done: Callable[[], None] = lambda: None,
+    log_extra: dict[str, Any] | None,
+) -> Sent:
+    """Send through a thread of ``pool``; call ``done`` when that thread is free.
+
+    For a send that timed out, that is when Apprise gives up on its sockets,
+    which may be later than the answer: ``done`` is called once in any case.
+    """
     started = time.monotonic()
     try:
-        plugin = plugin_for(url, timeout)
+        plugin = plugin_for(url, timeout + SOCKET_MARGIN)
     except ChannelError as exc:
+        done()
         return Sent(str(exc), True, time.monotonic() - started)
     except Exception as exc:
         # Apprise failing to load a plugin, say: not the URL's fault.
+        done()
         return _raised(exc, "preparing", started, log_extra)
 
-    error: str | None = None
-    with apprise_log() as messages:
+    loop = asyncio.get_running_loop()
+
+    def notify() -> bool:
         try:
-            ok = await asyncio.wait_for(
-                plugin.async_notify(
+            return bool(
+                plugin.notify(
                     body=body,
                     title=title,
                     notify_type=_NOTIFY_TYPES.get(kind, NotifyType.INFO),
                     body_format=NotifyFormat.TEXT,
-                ),
-                timeout,
+                )
             )
+        finally:
+            # The loop is gone only at exit, when nobody waits for the slot.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(done)
+
+    error: str | None = None
+    with apprise_log() as messages:
+        # The copied context carries the capture of Apprise's log into the thread.
+        context = contextvars.copy_context()
+        try:
+            future = pool.submit(context.run, notify)
+        except RuntimeError as exc:
+            # The pool is shut down: the notifier is stopping.
+            done()
+            return _raised(exc, "starting", started, log_extra)
+        try:
+            ok = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except TimeoutError:
             error = f"timed out after {format_duration(timeout)}"
         except Exception as exc:
@@ -341,6 +421,11 @@ async def send_message(
             if not ok:
                 reasons = "; ".join(dict.fromkeys(m.strip() for m in messages))
                 error = reasons or "Apprise reported a failure without a reason"
+        finally:
+            # A send that never started frees its slot now; one that started
+            # frees it when its thread is done.
+            if future.cancel():
+                done()
 
     latency = time.monotonic() - started
     return Sent(None if error is None else error[:ERROR_CHARS], False, latency)

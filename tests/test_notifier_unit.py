@@ -48,6 +48,13 @@ FAST = {
 }
 
 
+def fast_settings(**overrides: float) -> Settings:
+    settings = Settings()
+    for name, value in {**FAST, **overrides}.items():
+        setattr(settings, name, value)
+    return settings
+
+
 # A real receiver.
 
 
@@ -257,7 +264,7 @@ def outbox() -> MemoryOutbox:
 
 @pytest.fixture
 async def notifier(outbox: MemoryOutbox) -> AsyncIterator[Notifier]:
-    running = Notifier(cast(Store, outbox), Settings(**FAST))  # type: ignore[arg-type]
+    running = Notifier(cast(Store, outbox), fast_settings())
     running.start()
     yield running
     await running.stop(wait=0.5)
@@ -376,7 +383,7 @@ async def test_it_gives_up_once_the_retry_period_is_over(
     receiver: Receiver, outbox: MemoryOutbox
 ) -> None:
     receiver.scripts["/broken"] = [500] * 100
-    settings = Settings(**{**FAST, "notify_retry_for": 0.3})  # type: ignore[arg-type]
+    settings = fast_settings(notify_retry_for=0.3)
     notifier = Notifier(cast(Store, outbox), settings)
     notifier.start()
     try:
@@ -411,7 +418,7 @@ async def test_it_keeps_to_the_bound_on_concurrent_sends(
     receiver: Receiver, outbox: MemoryOutbox
 ) -> None:
     receiver.delay = 0.1
-    settings = Settings(**{**FAST, "notify_concurrency": 3})  # type: ignore[arg-type]
+    settings = fast_settings(notify_concurrency=3)
     notifier = Notifier(cast(Store, outbox), settings)
     notifier.start()
     try:
@@ -423,6 +430,32 @@ async def test_it_keeps_to_the_bound_on_concurrent_sends(
 
     assert all(row.state == SENT for row in rows)
     assert receiver.peak == 3
+
+
+async def test_a_receiver_that_hangs_does_not_hold_up_other_channels(
+    receiver: Receiver, outbox: MemoryOutbox
+) -> None:
+    # More hanging sends than Apprise's own pool has threads on a small box.
+    receiver.scripts["/stuck"] = ["hang"] * 12
+    settings = fast_settings(notify_timeout=1.0, notify_concurrency=16)
+    notifier = Notifier(cast(Store, outbox), settings)
+    notifier.start()
+    try:
+        for _ in range(12):
+            outbox.add(receiver.url("/stuck"))
+        notifier.wake()
+        await until(lambda: len(receiver.to("/stuck")) == 12)
+        started = time.monotonic()
+        healthy = [outbox.add(receiver.url("/fine")) for _ in range(4)]
+        notifier.wake()
+        rows = [await outbox.settled(i) for i in healthy]
+        took = time.monotonic() - started
+    finally:
+        receiver.release()
+        await notifier.stop(wait=0.5)
+
+    assert [[a.ok for a in row.attempts] for row in rows] == [[True]] * 4
+    assert took < 0.5
 
 
 async def test_it_sleeps_when_there_is_nothing_to_send(
@@ -456,7 +489,7 @@ async def test_stop_leaves_a_send_in_flight_to_be_sent_again(
     receiver: Receiver, outbox: MemoryOutbox
 ) -> None:
     receiver.scripts["/stuck"] = ["hang"]
-    settings = Settings(**{**FAST, "notify_timeout": 5.0})  # type: ignore[arg-type]
+    settings = fast_settings(notify_timeout=5.0)
     notifier = Notifier(cast(Store, outbox), settings)
     notifier.start()
     delivery_id = outbox.add(receiver.url("/stuck"))
