@@ -28,13 +28,14 @@ import time
 import uuid
 from pathlib import Path
 
-from ping_load import free_port, start_server  # type: ignore[import-not-found]
-
 from serverlord.apprise_urls import describe_url
 from serverlord.channels import Channel
 from serverlord.checks import UP, Check
 from serverlord.schedules import Schedule
 from serverlord.store.sqlite import SqliteStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ping_load import free_port, start_server  # type: ignore[import-not-found]  # noqa: E402
 
 FLIP_ID = re.compile(r"Flip: #(\d+)")
 
