@@ -35,7 +35,7 @@ from serverlord.schedules import Schedule
 from serverlord.store.sqlite import SqliteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ping_load import free_port, start_server  # type: ignore[import-not-found]  # noqa: E402
+from ping_load import free_port, start_server  # type: ignore[import-not-found]
 
 FLIP_ID = re.compile(r"Flip: #(\d+)")
 
