@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote
 
 import apprise
 from apprise import NotifyBase
@@ -86,7 +87,25 @@ def describe_url(url: str) -> tuple[str, str]:
     """
     plugin = _instantiate(url, explain=True)
     masked: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
-    return _kind(plugin), masked
+    return _kind(plugin), _hide_extras(masked)
+
+
+def _hide_extras(url: str) -> str:
+    """Hide the values of headers (``+Name=``) and payload fields (``:name=``).
+
+    Apprise masks the secrets it knows of, but shows these as they were typed,
+    and they often hold a token (``+Authorization=Bearer ...``).
+    """
+    head, mark, query = url.partition("?")
+    if not mark:
+        return url
+    pieces = []
+    for piece in query.split("&"):
+        key, equals, value = piece.partition("=")
+        if equals and value and unquote(key).startswith(("+", ":")):
+            piece = f"{key}=****"
+        pieces.append(piece)
+    return head + mark + "&".join(pieces)
 
 
 def plugin_for(url: str, timeout: float) -> NotifyBase:
@@ -103,6 +122,10 @@ def _cached_plugin(url: str, timeout: float) -> NotifyBase:
     plugin = _instantiate(url, explain=False)
     plugin.socket_connect_timeout = timeout
     plugin.socket_read_timeout = timeout
+    # A plugin spaces the messages it sends (5.5 s for e-mail) by sleeping
+    # inside the send, under our timeout: kept for reuse, it would make every
+    # message after the first late, or time it out and send it twice.
+    plugin.request_rate_per_sec = 0
     return plugin
 
 

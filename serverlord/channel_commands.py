@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +10,7 @@ from typing import Any
 
 from serverlord.channels import Channel, ChannelError
 from serverlord.errors import CommandError, UsageError
+from serverlord.output import print_json, report
 
 NAME_LIMIT = 100
 URL_LIMIT = 4096
@@ -82,7 +81,7 @@ async def _add(args: argparse.Namespace, settings: Any, store: Any) -> int:
     )
     await store.add_channel(channel)
     if args.json:
-        _print_json(channel_json(channel))
+        print_json(channel_json(channel))
     else:
         print(f"added channel {channel.name!r} ({masked})")
         print(f"id: {channel.id}")
@@ -96,7 +95,7 @@ async def _add(args: argparse.Namespace, settings: Any, store: Any) -> int:
 async def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
     channels = await store.list_channels()
     if args.json:
-        _print_json([channel_json(channel) for channel in channels])
+        print_json([channel_json(channel) for channel in channels])
         return 0
     for channel in channels:
         print(f"{channel.id}  {channel.name[:24]:<24} {channel.masked_url}")
@@ -117,7 +116,7 @@ async def _test(args: argparse.Namespace, settings: Any, store: Any) -> int:
     title, body = compose_test(channel.name, time.time())
     result = await send_now(store, channel, title, body, settings)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "id": channel.id,
                 "ok": result.ok,
@@ -135,10 +134,11 @@ async def _test(args: argparse.Namespace, settings: Any, store: Any) -> int:
 async def _remove(args: argparse.Namespace, settings: Any, store: Any) -> int:
     channel = await _get(store, args.id)
     await store.delete_channel(channel.id)
-    if args.json:
-        _print_json({"id": channel.id, "deleted": True})
-    else:
-        print(f"removed channel {channel.name!r} ({channel.id})")
+    report(
+        args,
+        {"id": channel.id, "deleted": True},
+        f"removed channel {channel.name!r} ({channel.id})",
+    )
     return 0
 
 
@@ -175,8 +175,3 @@ def channel_json(channel: Channel) -> dict[str, Any]:
         "last_ok": channel.last_ok,
         "last_error": channel.last_error,
     }
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -24,6 +23,7 @@ from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
 from serverlord.durations import DurationError, parse_duration
 from serverlord.errors import CommandError, UsageError
+from serverlord.output import print_json, report
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
 
 DEFAULT_PERIOD = "1d"
@@ -196,7 +196,7 @@ def run_preview(args: argparse.Namespace, settings: Settings) -> int:
     times = preview(schedule, after, args.n)
     zone = ZoneInfo(schedule.tz)
     if args.json:
-        _print_json(
+        print_json(
             [
                 {"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()}
                 for t in times
@@ -253,7 +253,7 @@ async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     if args.json:
         data = _check_json(check, settings)
         data["channels"] = linked
-        _print_json(data)
+        print_json(data)
     else:
         print(f"added check {check.name!r} ({check.schedule.describe()})")
         print(f"id:       {check.id}")
@@ -269,7 +269,7 @@ async def _channels(args: argparse.Namespace, settings: Settings, store: Any) ->
         await store.set_check_channels(check.id, wanted)
     linked = await store.check_channels(check.id)
     if args.json:
-        _print_json({"uuid": check.id, "channels": linked})
+        print_json({"uuid": check.id, "channels": linked})
     elif linked:
         print(f"check {check.name!r} alerts: {', '.join(linked)}")
     else:
@@ -343,7 +343,7 @@ async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int
 
     checks = await store.list_checks()
     if args.json:
-        _print_json([_check_json(check, settings) for check in checks])
+        print_json([_check_json(check, settings) for check in checks])
         return 0
     now = time.time()
     for check in checks:
@@ -365,7 +365,7 @@ async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int
         data["pings"] = [ping_json(ping) for ping in pings]
         data["flips"] = [flip_json(flip) for flip in flips]
         data["deliveries"] = [attempt_json(attempt) for attempt in attempts]
-        _print_json(data)
+        print_json(data)
         return 0
     base = settings.resolved_base_url()
     print(check_details(check, base, pings, flips, time.time(), attempts))
@@ -392,10 +392,11 @@ async def _resume(args: argparse.Namespace, settings: Settings, store: Any) -> i
 async def _remove(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     check = await _get(store, args.id)
     await store.delete_check(check.id)
-    if args.json:
-        _print_json({"uuid": check.id, "deleted": True})
-    else:
-        print(f"removed check {check.name!r} ({check.id})")
+    report(
+        args,
+        {"uuid": check.id, "deleted": True},
+        f"removed check {check.name!r} ({check.id})",
+    )
     return 0
 
 
@@ -414,7 +415,7 @@ def _report(
     args: argparse.Namespace, settings: Settings, check: Check, done: str
 ) -> int:
     if args.json:
-        _print_json(_check_json(check, settings))
+        print_json(_check_json(check, settings))
     else:
         print(f"{done} check {check.name!r} ({check.id})")
     return 0
@@ -424,11 +425,6 @@ def _check_json(check: Check, settings: Settings) -> dict[str, Any]:
     from serverlord.render import check_json
 
     return check_json(check, settings.resolved_base_url())
-
-
-def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")
 
 
 if __name__ == "__main__":
