@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
+import sqlite3
 import sys
 import time
 import uuid
@@ -31,6 +33,9 @@ DEFAULT_GRACE = "1h"
 NAME_LIMIT = 100
 TAG_LIMIT = 50
 THRESHOLD_LIMIT = 1000
+SLUG_LIMIT = 100
+SLUG_RE = re.compile(rf"[a-z0-9_-]{{1,{SLUG_LIMIT}}}")
+DESC_LIMIT = 10_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +101,7 @@ def _add_check_commands(commands: Any) -> None:
     )
     add.add_argument("--max-runtime", help="longest a started run may take")
     add.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
-    add.add_argument("--slug", default="", help="slug for slug ping URLs")
+    add.add_argument("--slug", default="", help="a short lowercase name for the check")
     add.add_argument("--desc", default="", help="description")
     add.add_argument(
         "--manual-resume",
@@ -225,13 +230,21 @@ Handler = Callable[[argparse.Namespace, Settings, Any], Awaitable[int]]
 
 
 def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) -> int:
-    from serverlord.store import open_store
+    from serverlord.store import StoreError, open_store
 
     async def run() -> int:
         store = open_store(settings)
-        await store.open()
+        try:
+            await store.open()
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            await store.close()
+            raise CommandError(
+                f"cannot open the store {store.description}: {exc}"
+            ) from exc
         try:
             return await handler(args, settings, store)
+        except StoreError as exc:
+            raise CommandError(f"the store refused: {exc}") from exc
         finally:
             await store.close()
 
@@ -288,13 +301,31 @@ def check_from_args(args: argparse.Namespace) -> Check:
     name = args.name.strip()
     if not name or len(name) > NAME_LIMIT or not name.isprintable():
         raise UsageError(f"name: must be 1 to {NAME_LIMIT} printable characters")
-    if args.cron:
+    for flag, value in (
+        ("--cron", args.cron),
+        ("--oncalendar", args.oncalendar),
+        ("--period", args.period),
+        ("--max-runtime", args.max_runtime),
+        ("--remind-every", args.remind_every),
+    ):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag}: must not be empty")
+    if args.cron is not None:
         schedule = Schedule.cron(args.cron, args.tz)
-    elif args.oncalendar:
+    elif args.oncalendar is not None:
         schedule = Schedule.oncalendar(args.oncalendar, args.tz)
     else:
+        if args.tz != "UTC":
+            raise UsageError("--tz: applies to --cron and --oncalendar schedules only")
         period = _duration("--period", args.period or DEFAULT_PERIOD)
         schedule = Schedule.simple(period)
+    if args.slug and not SLUG_RE.fullmatch(args.slug):
+        raise UsageError(
+            f"--slug: {args.slug!r} must be lowercase letters, digits, - and _ "
+            f"(at most {SLUG_LIMIT} characters)"
+        )
+    if len(args.desc) > DESC_LIMIT:
+        raise UsageError(f"--desc: longer than {DESC_LIMIT} characters")
     grace = _duration("--grace", args.grace)
     max_runtime = None
     if args.max_runtime:
@@ -309,7 +340,7 @@ def check_from_args(args: argparse.Namespace) -> Check:
     if args.remind_every:
         reminder = _duration("--remind-every", args.remind_every)
     for tag in args.tag:
-        if not tag or len(tag) > TAG_LIMIT or any(ch.isspace() for ch in tag):
+        if not tag or len(tag) > TAG_LIMIT or not tag.isprintable() or " " in tag:
             raise UsageError(
                 f"tag: {tag!r} must be 1 to {TAG_LIMIT} characters, without spaces"
             )
@@ -319,7 +350,7 @@ def check_from_args(args: argparse.Namespace) -> Check:
         schedule=schedule,
         grace=grace,
         slug=args.slug,
-        tags=" ".join(args.tag),
+        tags=" ".join(dict.fromkeys(args.tag)),
         desc=args.desc,
         max_runtime=max_runtime,
         manual_resume=args.manual_resume,
@@ -373,19 +404,19 @@ async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int
 
 
 async def _pause(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    await _get(store, args.id)
-    check = await store.pause_check(args.id, time.time())
+    found = await _get(store, args.id)
+    check = await store.pause_check(found.id, time.time())
     return _report(args, settings, check, "paused")
 
 
 async def _resume(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from serverlord.store import ConflictError
 
-    await _get(store, args.id)
+    found = await _get(store, args.id)
     try:
-        check = await store.resume_check(args.id, time.time())
+        check = await store.resume_check(found.id, time.time())
     except ConflictError as exc:
-        raise CommandError(f"check {args.id}: {exc}") from exc
+        raise CommandError(f"check {found.id}: {exc}") from exc
     return _report(args, settings, check, "resumed")
 
 

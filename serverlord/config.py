@@ -15,6 +15,7 @@ from typing import Any
 
 import platformdirs
 
+from serverlord.checks import SHARD_COUNT
 from serverlord.durations import DurationError, parse_duration
 
 
@@ -41,18 +42,64 @@ def _setting(
     )
 
 
+def _integer(text: str, low: int, high: int) -> int:
+    if not (text.isascii() and text.strip().isdigit()):
+        raise ValueError("not a whole number")
+    value = int(text)
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}")
+    return value
+
+
 def _size(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
+    return _integer(text, 0, 2**40)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+def _cap(text: str) -> int:
+    return _integer(text, 1, 2**40)
+
+
+def _port(text: str) -> int:
+    return _integer(text, 1, 65535)
+
+
+def _shards(text: str) -> int:
+    return _integer(text, 1, SHARD_COUNT)
+
+
+def _count(text: str) -> int:
+    return _integer(text, 1, 100_000)
+
+
+def _choice(*choices: str) -> Any:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ValueError("use " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _host(text: str) -> str:
+    host = text.strip()
+    if not host:
+        raise ValueError("name an address, like 127.0.0.1 or 0.0.0.0")
+    return host
+
+
+def _url(text: str) -> str:
+    url = text.strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError("use an http:// or https:// URL")
+    return url
+
+
+def _database_url(text: str) -> str:
+    url = text.strip()
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise ValueError("use sqlite:///PATH")
+    return url
 
 
 def _seconds(text: str) -> float:
@@ -80,18 +127,25 @@ class Settings:
     database_url: str = _setting(
         "where checks are stored: sqlite:///PATH (default: SQLite in --data-dir)",
         "",
+        flag_type=_database_url,
         serve_only=False,
         metavar="URL",
     )
-    host: str = _setting("address to listen on", "127.0.0.1", metavar="HOST")
-    port: int = _setting("TCP port to listen on", 8000, flag_type=_size, metavar="PORT")
+    host: str = _setting(
+        "address to listen on", "127.0.0.1", flag_type=_host, metavar="HOST"
+    )
+    port: int = _setting("TCP port to listen on", 8000, flag_type=_port, metavar="PORT")
     shards: int = _setting(
-        "number of sweeper shards", 8, flag_type=_positive, metavar="N"
+        f"number of sweeper shards (1-{SHARD_COUNT})",
+        8,
+        flag_type=_shards,
+        metavar="N",
     )
     base_url: str = _setting(
         "public URL of this server, used in printed ping URLs "
         "(default: http://HOST:PORT)",
         "",
+        flag_type=_url,
         serve_only=False,
         metavar="URL",
     )
@@ -104,7 +158,7 @@ class Settings:
     ping_body_cap: int = _setting(
         "largest ping body accepted at all; larger ones get 413",
         10_000_000,
-        flag_type=_size,
+        flag_type=_cap,
         metavar="BYTES",
     )
     trusted_proxy: bool = _setting(
@@ -116,11 +170,15 @@ class Settings:
     sqlite_synchronous: str = _setting(
         "SQLite synchronous mode: FULL (fsync each commit) or NORMAL",
         "FULL",
+        flag_type=_choice("full", "normal", "extra"),
         serve_only=False,
         metavar="MODE",
     )
     log_level: str = _setting(
-        "log level: debug, info, warning or error", "info", metavar="LEVEL"
+        "log level: debug, info, warning or error",
+        "info",
+        flag_type=_choice("debug", "info", "warning", "error"),
+        metavar="LEVEL",
     )
     notify_timeout: float = _setting(
         "how long one attempt to deliver an alert may take",
@@ -129,7 +187,7 @@ class Settings:
         metavar="DURATION",
     )
     notify_concurrency: int = _setting(
-        "most alerts sent at the same time", 32, flag_type=_positive, metavar="N"
+        "most alerts sent at the same time", 32, flag_type=_count, metavar="N"
     )
     notify_retry_base: float = _setting(
         "wait before retrying a failed alert; doubled at each failure",
@@ -187,16 +245,21 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 def settings_from(
     args: argparse.Namespace, environ: dict[str, str] | None = None
 ) -> Settings:
-    """Settings from parsed flags, falling back to SERVERLORD_* variables."""
+    """Settings from parsed flags, falling back to SERVERLORD_* variables.
+
+    Only the settings the command takes are read; an empty variable counts as
+    unset.
+    """
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
     for setting in fields(Settings):
-        raw = getattr(args, setting.name, None)
+        if not hasattr(args, setting.name):
+            continue
+        raw = getattr(args, setting.name)
         source = "--" + setting.name.replace("_", "-")
         if raw is None:
-            env = "SERVERLORD_" + setting.name.upper()
-            raw = environ.get(env)
-            source = env
+            source = "SERVERLORD_" + setting.name.upper()
+            raw = environ.get(source) or None
         if raw is None:
             continue
         try:
@@ -204,22 +267,6 @@ def settings_from(
         except (ValueError, DurationError) as exc:
             raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
-    _validate(settings)
-    return settings
-
-
-def _validate(settings: Settings) -> None:
-    if settings.port > 65535:
-        raise SettingsError(f"--port: {settings.port} is not a TCP port (0-65535)")
-    if settings.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
-        raise SettingsError("--sqlite-synchronous: use FULL, NORMAL or EXTRA")
-    settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
-    if settings.log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise SettingsError("--log-level: use debug, info, warning or error")
     if settings.ping_body_limit > settings.ping_body_cap:
         raise SettingsError("--ping-body-limit must not exceed --ping-body-cap")
-    if settings.database_url and not settings.database_url.startswith("sqlite:///"):
-        raise SettingsError(
-            f"--database-url: {settings.database_url!r} is not supported: "
-            "use sqlite:///PATH"
-        )
+    return settings

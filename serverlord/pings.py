@@ -50,7 +50,9 @@ def kind_of(suffix: str | None) -> tuple[str, int | None]:
     if suffix in (START, FAIL, LOG):
         return suffix, None
     if suffix.isascii() and suffix.isdigit():
-        if len(suffix) > 3 or int(suffix) > 255:
+        # Leading zeros are fine ("0255" is 255), as Healthchecks reads them;
+        # the length bound keeps int() cheap on absurd inputs.
+        if len(suffix) > 10 or int(suffix) > 255:
             raise BadPingError("invalid url format")
         code = int(suffix)
         return (SUCCESS_KIND if code == 0 else FAIL), code

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from serverlord.checks import Flip, deadline_of, reason_text, shard_of
+from serverlord.checks import Flip, reason_text, shard_of
 from serverlord.config import Settings
 from serverlord.notifier import Notifier
 from serverlord.pings import Ping
@@ -29,6 +30,11 @@ HEARTBEAT_EVERY = 2.0
 """How often the store learns that serverlord is alive (bounds offline windows)."""
 CHANGES_EVERY = 0.25
 """How often edits made by other processes (the CLI) are picked up."""
+GRACEFUL_STOP = 10.0
+"""Longest wait for requests in flight when stopping."""
+MAX_CONNECTIONS = 10_000
+"""Connections and requests served at once; more get 503 (the limit on open files
+must allow it)."""
 
 
 class Server:
@@ -126,13 +132,16 @@ class Server:
                 )
 
     async def apply_changes(self) -> None:
-        """Move the deadlines of checks that other processes edited."""
+        """Have the sweepers confirm the checks that other processes edited.
+
+        Each changed check is confirmed at once through the store's writer,
+        which orders it after every ping before it: reading the check here and
+        scheduling from that read could undo a ping that lands in between.
+        """
         cursor, check_ids = await self.store.changes_since(self.change_cursor)
+        now = time.time()
         for check_id in dict.fromkeys(check_ids):
-            check = await self.store.get_check(check_id)
-            deadline = None if check is None else deadline_of(check)
-            at = None if deadline is None else deadline.at
-            self.sweepers.schedule(shard_of(check_id), check_id, at)
+            self.sweepers.schedule(shard_of(check_id), check_id, now)
         self.change_cursor = cursor
 
 
@@ -141,10 +150,11 @@ async def _announce(http: Any, settings: Settings, store: str, count: int) -> No
     while not http.started:
         await asyncio.sleep(0.01)
     log.info(
-        "serverlord listening on http://%s:%d, store %s, %d checks loaded, "
+        "serverlord listening on http://%s, store %s, %d checks loaded, "
         "%d shards; ping URLs start with %s/ping/",
-        settings.host,
-        settings.port,
+        f"[{settings.host}]:{settings.port}"
+        if ":" in settings.host
+        else f"{settings.host}:{settings.port}",
         store,
         count,
         settings.shards,
@@ -211,10 +221,11 @@ async def serve(settings: Settings) -> None:
     store = open_store(settings)
     try:
         store.lock_for_server()
-    except StoreError as exc:
+        await store.open()
+    except (OSError, sqlite3.Error, StoreError) as exc:
         sock.close()
-        raise OSError(str(exc)) from exc
-    await store.open()
+        await store.close()
+        raise OSError(f"cannot open the store {store.description}: {exc}") from exc
     server = Server(settings, store)
     try:
         count = await server.start()
@@ -228,6 +239,10 @@ async def serve(settings: Settings) -> None:
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
             proxy_headers=False,
+            ws="none",
+            # A client that never finishes its request must not hold up a stop.
+            timeout_graceful_shutdown=GRACEFUL_STOP,
+            limit_concurrency=MAX_CONNECTIONS,
             access_log=False,
             log_level="warning",
             server_header=False,

@@ -184,11 +184,20 @@ class Sweepers:
         started: float,
         offline_since: float | None,
     ) -> int:
-        """Fill the heaps at start-up; return how many were held back."""
+        """Fill the heaps at start-up; return how many were held back.
+
+        A check is held back one grace period from start-up when its deadline
+        fell while serverlord was not running, or when its ping fell due then:
+        the job may have pinged while nobody listened.
+        """
         held = 0
         for check_id, shard, deadline, grace in deadlines:
             target = self.shard_for(shard)
-            if deadline > started:
+            due = deadline - grace
+            fell_due_offline = due < started and (
+                offline_since is None or due >= offline_since
+            )
+            if deadline > started and not fell_due_offline:
                 target.schedule(check_id, deadline)
                 continue
             offline = _Offline(started + grace, offline_since, started)

@@ -416,7 +416,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "ping_body_limit": ("512", 512),
     "ping_body_cap": ("200000", 200_000),
     "trusted_proxy": ("yes", True),
-    "sqlite_synchronous": ("normal", "NORMAL"),
+    "sqlite_synchronous": ("normal", "normal"),
     "log_level": ("debug", "debug"),
     "notify_timeout": ("30s", 30.0),
     "notify_concurrency": ("4", 4),

@@ -582,9 +582,14 @@ def test_it_gives_up_a_day_after_the_delivery_was_created() -> None:
 
 def test_notify_settings_take_durations() -> None:
     import argparse
+    from dataclasses import fields
 
+    from serverlord.config import Settings
+
+    # As `serve` parses it: every setting a flag, none given.
+    no_flags = argparse.Namespace(**{f.name: None for f in fields(Settings)})
     settings = settings_from(
-        argparse.Namespace(),
+        no_flags,
         {
             "SERVERLORD_NOTIFY_TIMEOUT": "30s",
             "SERVERLORD_NOTIFY_RETRY_FOR": "1d",

@@ -256,6 +256,25 @@ async def test_a_deadline_missed_while_offline_waits_one_grace_from_start_up(
     assert flip.detected - flip.at < LAG
 
 
+async def test_a_ping_that_fell_due_while_offline_waits_one_grace_from_start_up(
+    settings: Settings, store: Store
+) -> None:
+    # Due 2 s ago, while serverlord was down; its grace ends 0.5 s from now.
+    now = time.time()
+    check = await add(store, status=UP, last_ping=now - DAY - 2, grace=2.5)
+    await store.heartbeat(now - 600)
+
+    server, started = await start_server(settings, store)
+    try:
+        flip = await down_flip(store, check)
+    finally:
+        await server.stop()
+
+    assert flip.reason == MISSED_OFFLINE
+    assert flip.at >= started + 2
+    assert flip.offline_until is not None
+
+
 async def test_a_check_pinged_while_held_back_after_start_up_stays_up(
     settings: Settings, store: Store
 ) -> None:

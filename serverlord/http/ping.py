@@ -7,6 +7,8 @@ text, as cron wrappers and Healthchecks clients expect.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import re
 import time
@@ -51,9 +53,8 @@ class PingService:
     async def handle(
         self, request: Request[Any, Any, Any], code: str, suffix: str | None
     ) -> Response[bytes]:
-        received = time.time()
         try:
-            ping = await self._parse(request, code, suffix, received)
+            ping = await self._parse(request, code, suffix)
         except BadPingError as exc:
             return self.answer(request, 400, str(exc))
         except LookupError:
@@ -76,7 +77,6 @@ class PingService:
         request: Request[Any, Any, Any],
         code: str,
         suffix: str | None,
-        received: float,
     ) -> Ping:
         if not UUID_RE.fullmatch(code):
             raise LookupError(code)
@@ -85,7 +85,9 @@ class PingService:
         body = b"" if request.method == "HEAD" else await request.body()
         return Ping(
             check_id=code,
-            received=received,
+            # A ping counts from when it is whole: a slow upload that ends
+            # after the deadline must not be dated before the flip it caused.
+            received=time.time(),
             kind=kind,
             method=request.method,
             exit_status=exit_status,
@@ -97,9 +99,10 @@ class PingService:
 
     def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
         if self.trusted_proxy:
-            forwarded = request.headers.get("x-forwarded-for")
-            if forwarded:
-                return forwarded.split(",")[0].strip()[:64]
+            forwarded = request.headers.get("x-forwarded-for", "")
+            first = forwarded.split(",")[0].strip()
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(first))
         client = request.client
         return "" if client is None else client.host
 

@@ -33,4 +33,4 @@ def open_store(settings: Settings) -> Store:
         path = Path(url.removeprefix("sqlite:///")).expanduser()
     else:
         path = settings.resolved_data_dir() / SQLITE_FILE
-    return SqliteStore(path, synchronous=settings.sqlite_synchronous)
+    return SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())

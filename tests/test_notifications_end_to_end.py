@@ -1,0 +1,160 @@
+"""A down alert survives kill -9: ``serverlord serve`` as a subprocess, its
+channel's receiver down, the server killed and restarted, then the receiver
+started on the channel's port.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.receivers import WebhookReceiver
+from tests.test_end_to_end import (
+    ServerProcess,
+    clean_env,
+    cli,
+    curl,
+    free_port,
+    query,
+    wait_for_down_flip,
+)
+
+pytestmark = pytest.mark.slow
+
+FAST_RETRIES = {
+    "SERVERLORD_NOTIFY_RETRY_BASE": "0.2s",
+    "SERVERLORD_NOTIFY_RETRY_MAX": "1s",
+    "SERVERLORD_NOTIFY_TIMEOUT": "5s",
+}
+
+
+@dataclass
+class NotifyingServer(ServerProcess):
+    """``serverlord serve`` that retries failed alerts within a second."""
+
+    def start(self) -> NotifyingServer:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "serverlord",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=clean_env(**FAST_RETRIES),
+        )
+        return self
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Every server a test starts; any still running is killed afterwards."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.cleanup()
+
+
+def start(
+    servers: list[ServerProcess], data_dir: Path, port: int, name: str
+) -> NotifyingServer:
+    server = NotifyingServer(data_dir, port, data_dir.parent / f"{name}.log")
+    servers.append(server.start())
+    server.wait_ready()
+    return server
+
+
+def failed_attempts(data_dir: Path) -> int:
+    [(count,)] = query(data_dir, "SELECT count(*) FROM attempts WHERE ok = 0")
+    return int(count)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, server: ServerProcess
+) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > give_up:
+            pytest.fail(f"{what} not within {timeout} s\n{server.log()}")
+        time.sleep(0.05)
+
+
+def test_a_down_alert_owed_to_a_dead_receiver_is_delivered_after_kill_9(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    data_dir = tmp_path / "data"
+    port, receiver_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    added = cli(
+        data_dir,
+        base,
+        "channel",
+        "add",
+        f"json://127.0.0.1:{receiver_port}/alerts",
+        "--name",
+        "pager",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    check = cli(
+        data_dir, base, "check", "add", "e2e", "--period", "1s", "--grace", "1s"
+    )
+    assert check.returncode == 0, check.stderr
+    [(check_id,)] = query(data_dir, "SELECT id FROM checks")
+
+    # The check goes down while nothing listens on the channel's port.
+    first = start(servers, data_dir, port, "first")
+    assert curl(f"{base}/ping/{check_id}") == (200, "OK")
+    seen = wait_for_down_flip(data_dir, check_id, time.time() + 15)
+    assert seen is not None, first.log()
+    wait_until(lambda: failed_attempts(data_dir) >= 2, 15, "two failed attempts", first)
+    [(state,)] = query(data_dir, "SELECT state FROM deliveries")
+    assert state in ("pending", "sending")
+
+    assert first.signal(signal.SIGKILL) == -signal.SIGKILL
+
+    # Restarted, the server keeps trying; the receiver comes up; it gets the alert.
+    second = start(servers, data_dir, port, "second")
+    receiver = WebhookReceiver(receiver_port)
+    try:
+        receiver.wait(1, timeout=20)
+        wait_until(
+            lambda: query(data_dir, "SELECT state FROM deliveries") == [("sent",)],
+            10,
+            "the delivery marked sent",
+            second,
+        )
+        time.sleep(1.0)
+        posts = receiver.posts()
+    finally:
+        receiver.close()
+
+    [(flip_id,)] = query(
+        data_dir,
+        "SELECT id FROM flips WHERE check_id = ? AND new_status = 'down'",
+        check_id,
+    )
+    # At least once: a repeat is allowed, each copy the same alert.
+    assert len(posts) >= 1
+    for post in posts:
+        assert post.path == "/alerts"
+        assert post.title == "DOWN: e2e (missed deadline)"
+        assert f"Flip: #{flip_id}" in post.message
+        assert f"Check id: {check_id}" in post.message
+    attempts = query(data_dir, "SELECT ok, error FROM attempts ORDER BY id")
+    assert attempts[-1] == (1, None)
+    assert all(ok == 0 and "Connection error" in error for ok, error in attempts[:-1])
+    assert "Traceback" not in first.log() + second.log()
