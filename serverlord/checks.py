@@ -122,13 +122,35 @@ def next_due(check: Check) -> float | None:
     if schedule.kind == "simple":
         assert schedule.timeout is not None
         return check.last_ping + schedule.timeout * (check.missed + 1)
-    due = to_datetime(check.last_ping)
+    due: float | None = check.last_ping
     for _ in range(check.missed + 1):
-        slot = schedule.next_due(due)
-        if slot is None:
+        due = _slot_after(schedule, due)
+        if due is None:
             return None
-        due = slot
-    return due.timestamp()
+    return due
+
+
+# The last answer for each schedule, as (after, slot): the first slot after any
+# time in [after, slot) is that same slot. Pings of a check, and checks sharing
+# an expression, mostly ask within such a window, so a costly expression is
+# worked out about once per slot instead of once per ping.
+_SLOTS: dict[tuple[str, str | None, str], tuple[float, float]] = {}
+_SLOTS_KEPT = 100_000
+
+
+def _slot_after(schedule: Schedule, after: float) -> float | None:
+    key = (schedule.kind, schedule.expression, schedule.tz)
+    known = _SLOTS.get(key)
+    if known is not None and known[0] <= after < known[1]:
+        return known[1]
+
+    slot = schedule.next_due(to_datetime(after))
+    if slot is None:
+        return None
+    if len(_SLOTS) >= _SLOTS_KEPT:
+        _SLOTS.clear()
+    _SLOTS[key] = (after, slot.timestamp())
+    return slot.timestamp()
 
 
 def deadline_of(check: Check) -> Deadline | None:

@@ -44,6 +44,8 @@ _MAX_TEXT = "365d"
 # Long enough for any sensible set of OnCalendar lines; each line costs a
 # parse on every next_due call.
 MAX_EXPRESSION_LENGTH = 1000
+MAX_ONCALENDAR_LINES = 10
+"""Each OnCalendar line is its own iterator: many lines make every due time dear."""
 
 KINDS = ("simple", "cron", "oncalendar")
 _KIND_WORDS = {"cron": "cron", "oncalendar": "OnCalendar"}
@@ -164,6 +166,13 @@ class Schedule:
             text = " ".join(text.split())
 
         _zone(tz)
+        lines = len(text.splitlines())
+        if kind == "oncalendar" and lines > MAX_ONCALENDAR_LINES:
+            raise ScheduleError(
+                "schedule",
+                f"{lines} OnCalendar lines are too many "
+                f"(at most {MAX_ONCALENDAR_LINES})",
+            )
         if len(text) > MAX_EXPRESSION_LENGTH:
             raise ScheduleError(
                 "schedule",

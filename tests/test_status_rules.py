@@ -421,3 +421,16 @@ def test_a_duration_is_kept_when_a_later_success_has_none() -> None:
 
     assert later.duration is None
     assert check.last_duration == 10
+
+
+def test_next_due_is_the_same_for_every_ping_within_one_slot() -> None:
+    check = a_check(
+        schedule=Schedule.cron("0 * * * *"), status=UP, last_ping=utc(1, 0, 5)
+    )
+    first = next_due(check)
+    check.last_ping = utc(1, 0, 30)
+    assert next_due(check) == first == utc(1, 1)
+    check.last_ping = utc(1, 1)
+    assert next_due(check) == utc(1, 2)
+    check.last_ping = utc(1, 0, 59)
+    assert next_due(check) == utc(1, 1)
