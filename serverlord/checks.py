@@ -122,11 +122,12 @@ def next_due(check: Check) -> float | None:
     if schedule.kind == "simple":
         assert schedule.timeout is not None
         return check.last_ping + schedule.timeout * (check.missed + 1)
-    due: float | None = check.last_ping
+    due = check.last_ping
     for _ in range(check.missed + 1):
-        due = _slot_after(schedule, due)
-        if due is None:
+        slot = _slot_after(schedule, due)
+        if slot is None:
             return None
+        due = slot
     return due
 
 

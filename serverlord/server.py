@@ -30,7 +30,7 @@ HEARTBEAT_EVERY = 2.0
 """How often the store learns that serverlord is alive (bounds offline windows)."""
 CHANGES_EVERY = 0.25
 """How often edits made by other processes (the CLI) are picked up."""
-GRACEFUL_STOP = 10.0
+GRACEFUL_STOP = 10
 """Longest wait for requests in flight when stopping."""
 MAX_CONNECTIONS = 10_000
 """Connections and requests served at once; more get 503 (the limit on open files
