@@ -586,3 +586,17 @@ async def test_behind_a_trusted_proxy_the_address_comes_from_x_forwarded_for(
 
     assert response.status_code == 200
     assert (await the_ping(live, check)).remote_addr == "203.0.113.9"
+
+
+async def test_a_ping_the_store_cannot_take_gets_503_with_retry_after(
+    live: Live,
+) -> None:
+    check = await add(live)
+    await live.store.close()
+
+    response = await live.client.get(f"/ping/{check.id}")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "try again" in response.text

@@ -14,10 +14,11 @@ import re
 import time
 from typing import Any
 
-from litestar import Request, Response, route
+from litestar import Request, route
 from litestar.exceptions import ClientException
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
+from litestar.response.base import ASGIResponse
 
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import CheckNotFoundError, StoreUnavailableError
@@ -41,18 +42,34 @@ class PingService:
             "Cache-Control": NO_CACHE,
             "Ping-Body-Limit": str(body_limit),
         }
+        self._answers: dict[tuple[int, str, bool], ASGIResponse] = {}
 
     def answer(
         self, request: Request[Any, Any, Any], status: int, text: str
-    ) -> Response[bytes]:
-        body = b"" if request.method == "HEAD" else text.encode()
-        return Response(
-            body, status_code=status, media_type="text/plain", headers=self.headers
-        )
+    ) -> ASGIResponse:
+        # Answers hold no per-request state, so each one is built once and sent
+        # again: building headers is a good part of a ping's cost.
+        head = request.method == "HEAD"
+        key = (status, text, head)
+        answer = self._answers.get(key)
+        if answer is None:
+            headers = dict(self.headers)
+            if status == 503:
+                headers["Retry-After"] = "1"
+            answer = ASGIResponse(
+                body=b"" if head else text.encode(),
+                content_length=len(text.encode()),
+                status_code=status,
+                media_type="text/plain",
+                headers=headers,
+                is_head_response=head,
+            )
+            self._answers[key] = answer
+        return answer
 
     async def handle(
         self, request: Request[Any, Any, Any], code: str, suffix: str | None
-    ) -> Response[bytes]:
+    ) -> ASGIResponse:
         try:
             ping = await self._parse(request, code, suffix)
         except BadPingError as exc:
@@ -67,9 +84,7 @@ class PingService:
         except CheckNotFoundError:
             return self.answer(request, 404, "not found")
         except StoreUnavailableError:
-            response = self.answer(request, 503, "store unavailable, try again")
-            response.headers["Retry-After"] = "1"
-            return response
+            return self.answer(request, 503, "store unavailable, try again")
         return self.answer(request, 200, "OK")
 
     async def _parse(
@@ -82,7 +97,7 @@ class PingService:
             raise LookupError(code)
         kind, exit_status = kind_of(suffix)
         rid = _run_id(request.query_params.get("rid"))
-        body = b"" if request.method == "HEAD" else await request.body()
+        body = await request.body() if _may_have_body(request) else b""
         return Ping(
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
@@ -107,6 +122,18 @@ class PingService:
         return "" if client is None else client.host
 
 
+def _may_have_body(request: Request[Any, Any, Any]) -> bool:
+    # Most pings are bodiless GETs: skip reading a body nobody announced.
+    if request.method == "HEAD":
+        return False
+    for name, value in request.scope["headers"]:
+        if name == b"transfer-encoding" or (
+            name == b"content-length" and value != b"0"
+        ):
+            return True
+    return False
+
+
 def _run_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
@@ -121,12 +148,12 @@ def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
 
     async def ping(
         request: Request[Any, Any, Any], code: FromPath[str]
-    ) -> Response[bytes]:
+    ) -> ASGIResponse:
         return await service.handle(request, code, None)
 
     async def ping_suffix(
         request: Request[Any, Any, Any], code: FromPath[str], suffix: FromPath[str]
-    ) -> Response[bytes]:
+    ) -> ASGIResponse:
         return await service.handle(request, code, suffix)
 
     options: dict[str, Any] = {
