@@ -49,11 +49,11 @@ def compose(
             lines.append(f"Down for: {_rough(down_for)} (since {iso(down_since)})")
         else:
             title = f"UP: {name}"
-        lines.append(f"Up since: {iso(flip.at)} ({_ago(flip.at, now)})")
+        lines.append(f"Up since: {iso(flip.at)}")
     else:
         title = f"{_line(flip.new_status.upper())}: {name} ({_title_reason(flip)})"
         if flip.new_status == DOWN:
-            lines.append(f"Down since: {iso(flip.at)} ({_ago(flip.at, now)})")
+            lines.append(f"Down since: {iso(flip.at)}")
 
     lines += _about(check, now)
     lines.append(f"Flip: #{flip.id}" if flip.id is not None else "Flip: not stored")
@@ -162,11 +162,17 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _ago(ts: float, now: float) -> str:
-    """How long ago, as roughly as a reader needs it: 3m ago, 1d4h ago."""
+    """How long before the alert was raised, as roughly as a reader needs it.
+
+    Relative to the alert, not to the reading: a retried message may arrive
+    long after it was written.
+    """
     delta = now - ts
     if delta < 0:
-        return f"in {_rough(-delta)}"
-    return "just now" if delta < 1 else f"{_rough(delta)} ago"
+        return f"{_rough(-delta)} after the alert was raised"
+    if delta < 1:
+        return "as the alert was raised"
+    return f"{_rough(delta)} before the alert was raised"
 
 
 def _rough(seconds: float) -> str:

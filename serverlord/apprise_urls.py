@@ -133,6 +133,9 @@ def _instantiate(url: str, *, explain: bool) -> NotifyBase:
     with apprise_log() as messages:
         plugin = apprise.Apprise.instantiate(url)
     if plugin is not None:
+        port = getattr(plugin, "port", None)
+        if isinstance(port, int) and not 0 < port < 65536:
+            raise ChannelError(f"port {port} is not a TCP port (1-65535)")
         return plugin
 
     match = _SCHEME.match(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -53,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(1, f"serverlord: {exc}\n")
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (say `| head`) is gone: stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

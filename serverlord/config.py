@@ -103,7 +103,17 @@ def _database_url(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
-    return parse_duration(text)
+    value = parse_duration(text)
+    if value > 365 * 86400:
+        raise ValueError("must be at most 365d")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = parse_duration(text)
+    if value > 3600:
+        raise ValueError("must be at most 1h")
+    return value
 
 
 def _flag(text: str) -> bool:
@@ -183,7 +193,7 @@ class Settings:
     notify_timeout: float = _setting(
         "how long one attempt to deliver an alert may take",
         10,
-        flag_type=_seconds,
+        flag_type=_timeout,
         metavar="DURATION",
     )
     notify_concurrency: int = _setting(
@@ -253,9 +263,10 @@ def settings_from(
     environ = dict(os.environ) if environ is None else environ
     values: dict[str, Any] = {}
     for setting in fields(Settings):
-        if not hasattr(args, setting.name):
+        # Host and port also make the default base URL the check commands print.
+        if not hasattr(args, setting.name) and setting.name not in ("host", "port"):
             continue
-        raw = getattr(args, setting.name)
+        raw = getattr(args, setting.name, None)
         source = "--" + setting.name.replace("_", "-")
         if raw is None:
             source = "SERVERLORD_" + setting.name.upper()

@@ -18,9 +18,10 @@ import contextlib
 import contextvars
 import logging
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,11 @@ STOP_WAIT = 2.0
 
 ERROR_CHARS = 500
 
+CHANNEL_SLOTS = 8
+"""Most send threads one channel may have running, timed out ones included."""
+THREADS_PER_SLOT = 4
+"""Send threads allowed per slot of concurrency, counting ones that timed out."""
+
 SOCKET_MARGIN = 1.0
 """Apprise's sockets give up this much after the attempt, so a hang reads as
 a timeout and not as whichever error the socket gives."""
@@ -95,10 +101,10 @@ class Notifier:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._slots = asyncio.Semaphore(settings.notify_concurrency)
         self._busy = 0
-        """Slots taken: from the claim until the thread of the send is done."""
-        self._pool = self._new_pool()
+        """Deliveries claimed whose attempt has no result yet."""
+        self._threads: Counter[str] = Counter()
+        """Send threads still running, by channel, including ones that timed out."""
         self._wake = asyncio.Event()
         self._sends: set[asyncio.Task[None]] = set()
         self._loop: asyncio.Task[None] | None = None
@@ -131,15 +137,8 @@ class Notifier:
         if self._sends:
             _, pending = await asyncio.wait(set(self._sends), timeout=wait)
             await _cancel(pending)
-        # Threads still sending finish on their own socket timeouts. A pool
-        # has no thread until it is used, so a fresh one for a restart is free.
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(
-            self.settings.notify_concurrency, thread_name_prefix="serverlord-send"
-        )
+        # Threads still sending are daemons: they end on their own socket
+        # timeouts, or with the process.
 
     # The loop.
 
@@ -193,11 +192,23 @@ class Notifier:
             # Slots set free wake the loop; claiming a few at a time in a burst
             # would cost the store one write for every message.
             return POLL
+        if sum(self._threads.values()) >= THREADS_PER_SLOT * (
+            self.settings.notify_concurrency
+        ):
+            # Too many sends hang past their timeout: wait for some to end.
+            return POLL
 
+        # A channel whose receiver is slow keeps its threads busy long after
+        # their attempts timed out: it gets no more until some are done, so
+        # it cannot take every slot from the other channels.
+        crowded = [c for c, n in self._threads.items() if n >= CHANNEL_SLOTS]
         now = time.time()
-        claimed = await self.store.claim_deliveries(now, free, self._lease())
+        claimed = await self.store.claim_deliveries(
+            now, free, self._lease(), crowded, CHANNEL_SLOTS
+        )
         for delivery in claimed:
             self._busy += 1
+            self._threads[delivery.channel_id] += 1
             task = asyncio.create_task(self._deliver(delivery))
             self._sends.add(task)
             task.add_done_callback(self._sent)
@@ -235,17 +246,17 @@ class Notifier:
 
     async def _deliver(self, delivery: Delivery) -> None:
         try:
-            await self._slots.acquire()
-        except BaseException:
+            result = await self._attempt(delivery)
+        finally:
             self._busy -= 1
-            raise
-        result = await self._attempt(delivery)
+            self._wake.set()
         self._log(delivery, result)
         await self._record(delivery, result)
 
-    def _free_slot(self) -> None:
-        self._slots.release()
-        self._busy -= 1
+    def _thread_done(self, channel_id: str) -> None:
+        self._threads[channel_id] -= 1
+        if self._threads[channel_id] <= 0:
+            del self._threads[channel_id]
         self._wake.set()
 
     async def _attempt(self, delivery: Delivery) -> AttemptResult:
@@ -255,8 +266,7 @@ class Notifier:
             delivery.body,
             delivery.kind,
             self.settings.notify_timeout,
-            pool=self._pool,
-            done=self._free_slot,
+            done=lambda: self._thread_done(delivery.channel_id),
             log_extra=_ids(delivery),
         )
         now = time.time()
@@ -347,14 +357,7 @@ async def send_message(
     ``kind`` is the delivery kind (down, up, reminder or test), which some
     services show as a colour or an icon. Never raises for a failed send.
     """
-    pool = ThreadPoolExecutor(1, thread_name_prefix="serverlord-send")
-    try:
-        return await _send(
-            url, title, body, kind, timeout, pool=pool, log_extra=log_extra
-        )
-    finally:
-        # Not waiting: a send that timed out finishes alone.
-        pool.shutdown(wait=False)
+    return await _send(url, title, body, kind, timeout, log_extra=log_extra)
 
 
 async def _send(
@@ -364,14 +367,15 @@ async def _send(
     kind: str,
     timeout: float,
     *,
-    pool: Executor,
     done: Callable[[], None] = lambda: None,
     log_extra: dict[str, Any] | None,
 ) -> Sent:
-    """Send through a thread of ``pool``; call ``done`` when that thread is free.
+    """Send on a thread of its own; answer by ``timeout`` at the latest.
 
-    For a send that timed out, that is when Apprise gives up on its sockets,
-    which may be later than the answer: ``done`` is called once in any case.
+    Apprise's sockets time out per read, so a receiver that trickles its
+    answer can hold the thread much longer: the attempt gives up at the
+    timeout all the same, and the daemon thread ends on its own (or with the
+    process). ``done`` is called once, when that thread has ended.
     """
     started = time.monotonic()
     try:
@@ -385,10 +389,11 @@ async def _send(
         return _raised(exc, "preparing", started, log_extra)
 
     loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
 
-    def notify() -> bool:
+    def notify() -> None:
         try:
-            return bool(
+            ok = bool(
                 plugin.notify(
                     body=body,
                     title=title,
@@ -396,23 +401,24 @@ async def _send(
                     body_format=NotifyFormat.TEXT,
                 )
             )
-        finally:
-            # The loop is gone only at exit, when nobody waits for the slot.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(done)
+            outcome: tuple[bool, BaseException | None] = (ok, None)
+        except Exception as exc:
+            outcome = (False, exc)
+        # The loop is gone only at exit, when nobody waits for the answer.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answer, outcome)
+            loop.call_soon_threadsafe(done)
 
     error: str | None = None
     with apprise_log() as messages:
         # The copied context carries the capture of Apprise's log into the thread.
         context = contextvars.copy_context()
+        thread = threading.Thread(
+            target=context.run, args=(notify,), name="serverlord-send", daemon=True
+        )
+        thread.start()
         try:
-            future = pool.submit(context.run, notify)
-        except RuntimeError as exc:
-            # The pool is shut down: the notifier is stopping.
-            done()
-            return _raised(exc, "starting", started, log_extra)
-        try:
-            ok = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            ok = await asyncio.wait_for(asyncio.shield(answer), timeout)
         except TimeoutError:
             error = f"timed out after {format_duration(timeout)}"
         except Exception as exc:
@@ -421,14 +427,21 @@ async def _send(
             if not ok:
                 reasons = "; ".join(dict.fromkeys(m.strip() for m in messages))
                 error = reasons or "Apprise reported a failure without a reason"
-        finally:
-            # A send that never started frees its slot now; one that started
-            # frees it when its thread is done.
-            if future.cancel():
-                done()
 
     latency = time.monotonic() - started
     return Sent(None if error is None else error[:ERROR_CHARS], False, latency)
+
+
+def _settle(
+    answer: asyncio.Future[bool], outcome: tuple[bool, BaseException | None]
+) -> None:
+    if answer.done():
+        return
+    ok, exc = outcome
+    if exc is None:
+        answer.set_result(ok)
+    else:
+        answer.set_exception(exc)
 
 
 def _raised(

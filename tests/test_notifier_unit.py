@@ -30,7 +30,7 @@ from serverlord.channels import (
     Delivery,
 )
 from serverlord.config import Settings, settings_from
-from serverlord.notifier import Notifier, retry_at, send_message
+from serverlord.notifier import CHANNEL_SLOTS, Notifier, retry_at, send_message
 from serverlord.store.base import Store
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
@@ -177,14 +177,17 @@ class MemoryOutbox:
         self.rows: dict[int, Row] = {}
         self.claims = 0
         self.fail_claims = 0
+        self.channels: dict[str, str] = {}
+        """One channel per URL, numbered as they come: channel-1, channel-2..."""
 
     def add(self, url: str, *, title: str = "DOWN: job", body: str = "body") -> int:
         delivery_id = len(self.rows) + 1
+        channel_id = self.channels.setdefault(url, f"channel-{len(self.channels) + 1}")
         delivery = Delivery(
             id=delivery_id,
             flip_id=delivery_id * 10,
             check_id="check-1",
-            channel_id="channel-1",
+            channel_id=channel_id,
             channel_url=url,
             kind=DOWN_ALERT,
             title=title,
@@ -196,7 +199,12 @@ class MemoryOutbox:
         return delivery_id
 
     async def claim_deliveries(
-        self, now: float, limit: int, lease: float
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        crowded: list[str] = [],  # noqa: B006 - read only
+        per_channel: int = 8,
     ) -> list[Delivery]:
         self.claims += 1
         if self.fail_claims:
@@ -209,10 +217,14 @@ class MemoryOutbox:
             (r for r in self.rows.values() if r.state == PENDING),
             key=lambda r: r.next_attempt,
         )
-        claimed = []
-        for row in due[:limit]:
-            if row.next_attempt > now:
+        claimed: list[Delivery] = []
+        for row in due:
+            if row.next_attempt > now or len(claimed) == limit:
                 break
+            channel = row.delivery.channel_id
+            taken = sum(1 for d in claimed if d.channel_id == channel)
+            if channel in crowded or taken >= per_channel:
+                continue
             row.state, row.claimed_until = SENDING, now + lease
             row.delivery = replace(row.delivery, attempts=row.delivery.attempts + 1)
             claimed.append(row.delivery)
@@ -444,7 +456,8 @@ async def test_a_receiver_that_hangs_does_not_hold_up_other_channels(
         for _ in range(12):
             outbox.add(receiver.url("/stuck"))
         notifier.wake()
-        await until(lambda: len(receiver.to("/stuck")) == 12)
+        # One channel gets at most CHANNEL_SLOTS threads at once.
+        await until(lambda: len(receiver.to("/stuck")) >= CHANNEL_SLOTS)
         started = time.monotonic()
         healthy = [outbox.add(receiver.url("/fine")) for _ in range(4)]
         notifier.wake()

@@ -137,10 +137,20 @@ class Store(Protocol):
         ...
 
     async def claim_deliveries(
-        self, now: float, limit: int, lease: float
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        crowded: list[str] = [],  # noqa: B006 - read only
+        per_channel: int = 8,
     ) -> list[Delivery]:
-        """Take up to ``limit`` due deliveries, each held for ``lease`` seconds;
-        two callers never get the same one."""
+        """Take up to ``limit`` due deliveries, each held for ``lease`` seconds.
+
+        Two callers never get the same one. None goes to a ``crowded`` channel,
+        at most ``per_channel`` go to any other, and one waits while an earlier
+        delivery of its check to the same channel is unfinished, so a channel
+        hears of a check's flips in order. Alerts go before reminders.
+        """
         ...
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:

@@ -74,36 +74,61 @@ PRUNE_EVERY = 20
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
+    # Other processes (the CLI) write to the same file: wait for them briefly
+    # instead of failing at once; first, since switching to WAL takes a lock.
+    conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
-    # Other processes (the CLI) write to the same file: wait for them briefly
-    # instead of failing at once.
-    conn.execute("PRAGMA busy_timeout = 5000")
     return conn
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    """Apply the migrations this database has not seen; return their numbers."""
-    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    """Apply the migrations this database has not seen; return their numbers.
+
+    All of them run in one transaction with the version stamp, so a process
+    killed halfway leaves the database as it was; a second process starting at
+    the same time waits for the lock and then finds nothing left to do.
+    """
     applied = []
-    for number, name, sql in load_migrations("sqlite"):
-        if number <= current:
-            continue
-        log.info(
-            "applying migration %04d_%s",
-            number,
-            name,
-            extra={"action": "migrate", "migration": number},
-        )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executescript(f"{sql}\nPRAGMA user_version = {number};")
-        except sqlite3.Error:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, name, sql in load_migrations("sqlite"):
+            if number <= current:
+                continue
+            log.info(
+                "applying migration %04d_%s",
+                number,
+                name,
+                extra={"action": "migrate", "migration": number},
+            )
+            # executescript() would commit first: run statement by statement.
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number:d}")
+            applied.append(number)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
             conn.execute("ROLLBACK")
-            raise
-        applied.append(number)
+        raise
     return applied
+
+
+def _statements(sql: str) -> list[str]:
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        part.strip().startswith("--") or not part.strip()
+        for part in pending.splitlines()
+    ):
+        statements.append(pending.strip())
+    return statements
 
 
 class _Writer(threading.Thread):
@@ -336,12 +361,19 @@ class SqliteStore:
         return await self._write(lambda conn: _insert_deliveries(conn, deliveries))  # type: ignore[no-any-return]
 
     async def claim_deliveries(
-        self, now: float, limit: int, lease: float
+        self,
+        now: float,
+        limit: int,
+        lease: float,
+        crowded: list[str] = [],  # noqa: B006 - read only
+        per_channel: int = 8,
     ) -> list[Delivery]:
-        return await self._write(lambda conn: _claim(conn, now, limit, lease))  # type: ignore[no-any-return]
+        return await self._write(  # type: ignore[no-any-return]
+            lambda conn: _claim(conn, now, limit, lease, crowded, per_channel)
+        )
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
-        await self._write(lambda conn: _finish(conn, delivery, result))
+        await self._write(guarded(lambda conn: _finish(conn, delivery, result)))
 
     async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:
         params = (result.at, int(result.ok), result.error, channel_id)
@@ -521,6 +553,10 @@ def _enqueue_alerts(
     conn: sqlite3.Connection, check: Check, flip: Flip, now: float
 ) -> bool:
     """Write one delivery per linked channel, in the flip's own transaction."""
+    if flip.new_status != rules.DOWN:
+        # Reminders still waiting for a slow channel are stale once the check is
+        # up or paused.
+        conn.execute(Q["drop_reminders"], (check.id,))
     if not rules.is_alert(flip):
         return False
     title, body = alerts.compose(check, flip, _last_body(conn, check.id), now)
@@ -553,6 +589,15 @@ def _enqueue(
     now: float,
 ) -> bool:
     channel_ids = [row[0] for row in conn.execute(Q["check_channels"], (check.id,))]
+    if kind == REMINDER:
+        # One reminder waiting per channel is enough: a channel that is down
+        # must not come back to a pile of them.
+        channel_ids = [
+            channel_id
+            for channel_id in channel_ids
+            if conn.execute(Q["pending_reminder"], (check.id, channel_id)).fetchone()
+            is None
+        ]
     for channel_id in channel_ids:
         conn.execute(
             Q["insert_delivery"],
@@ -596,6 +641,8 @@ def _change_state(
     _save_state(conn, check)
     if flip is not None:
         _insert_flip(conn, flip)
+    if check.status == rules.PAUSED:
+        conn.execute(Q["drop_reminders"], (check_id,))
     conn.execute(Q["insert_change"], (check_id,))
     return check
 
@@ -643,13 +690,17 @@ def _insert_deliveries(
 
 
 def _claim(
-    conn: sqlite3.Connection, now: float, limit: int, lease: float
+    conn: sqlite3.Connection,
+    now: float,
+    limit: int,
+    lease: float,
+    crowded: list[str],
+    per_channel: int,
 ) -> list[Delivery]:
     # Claims of a notifier that died mid-send run out with their lease.
     conn.execute(Q["expired_claims"], (now,))
-    claimed = [
-        row[0] for row in conn.execute(Q["claim_deliveries"], (now + lease, now, limit))
-    ]
+    params = (now + lease, now, limit, json.dumps(crowded), per_channel)
+    claimed = [row[0] for row in conn.execute(Q["claim_deliveries"], params)]
     if not claimed:
         return []
     rows = conn.execute(Q["deliveries_by_id"], (json.dumps(claimed),)).fetchall()
@@ -667,7 +718,10 @@ def _finish(
         state = PENDING
     finished = None if state == PENDING else result.at
     next_attempt = result.next_attempt if result.next_attempt is not None else result.at
-    conn.execute(Q["finish_delivery"], (state, next_attempt, finished, delivery.id))
+    params = (state, next_attempt, finished, delivery.id)
+    if conn.execute(Q["finish_delivery"], params).rowcount == 0:
+        # Its channel or check was removed while it was being sent.
+        return
     conn.execute(
         Q["insert_attempt"],
         (delivery.id, result.at, int(result.ok), result.error, result.latency),

@@ -126,9 +126,29 @@ RETURNING id;
 UPDATE deliveries SET state = 'sending', claimed_until = ?1,
     attempts = attempts + 1
 WHERE id IN (
-    SELECT id FROM deliveries
-    WHERE state = 'pending' AND next_attempt <= ?2
-    ORDER BY next_attempt LIMIT ?3
+    SELECT id FROM (
+        SELECT due.id, due.kind, due.next_attempt,
+            row_number() OVER (
+                PARTITION BY due.channel_id
+                ORDER BY due.kind = 'reminder', due.next_attempt, due.id
+            ) AS nth
+        FROM (
+            SELECT * FROM deliveries
+            WHERE state = 'pending' AND next_attempt <= ?2
+            ORDER BY next_attempt LIMIT 5000
+        ) AS due
+        WHERE due.channel_id NOT IN (SELECT value FROM json_each(?4))
+        AND NOT EXISTS (
+            SELECT 1 FROM deliveries AS earlier
+            WHERE earlier.check_id = due.check_id
+            AND earlier.channel_id = due.channel_id
+            AND earlier.id < due.id
+            AND earlier.state IN ('pending', 'sending')
+        )
+    )
+    WHERE nth <= ?5
+    ORDER BY kind = 'reminder', next_attempt
+    LIMIT ?3
 ) AND state = 'pending'
 RETURNING id;
 
@@ -169,3 +189,12 @@ JOIN deliveries ON deliveries.id = attempts.delivery_id
 JOIN channels ON channels.id = deliveries.channel_id
 WHERE deliveries.check_id = ?
 ORDER BY attempts.id DESC LIMIT ?;
+
+-- name: drop_reminders
+DELETE FROM deliveries
+WHERE check_id = ? AND kind = 'reminder' AND state = 'pending';
+
+-- name: pending_reminder
+SELECT 1 FROM deliveries
+WHERE check_id = ? AND channel_id = ? AND kind = 'reminder' AND state = 'pending'
+LIMIT 1;
