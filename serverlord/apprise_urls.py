@@ -91,7 +91,8 @@ def describe_url(url: str) -> tuple[str, str]:
 
 
 def _hide_extras(url: str) -> str:
-    """Hide the values of headers (``+Name=``) and payload fields (``:name=``).
+    """Hide the values of headers (``+Name=``), payload fields (``:name=``) and
+    extra GET parameters (``-name=``).
 
     Apprise masks the secrets it knows of, but shows these as they were typed,
     and they often hold a token (``+Authorization=Bearer ...``).
@@ -102,7 +103,7 @@ def _hide_extras(url: str) -> str:
     pieces = []
     for piece in query.split("&"):
         key, equals, value = piece.partition("=")
-        if equals and value and unquote(key).startswith(("+", ":")):
+        if equals and value and unquote(key).startswith(("+", ":", "-")):
             piece = f"{key}=****"
         pieces.append(piece)
     return head + mark + "&".join(pieces)

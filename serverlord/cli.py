@@ -34,6 +34,7 @@ DEFAULT_GRACE = "1h"
 NAME_LIMIT = 100
 TAG_LIMIT = 50
 THRESHOLD_LIMIT = 1000
+MIN_REMINDER = 60.0
 SLUG_LIMIT = 100
 SLUG_RE = re.compile(rf"[a-z0-9_-]{{1,{SLUG_LIMIT}}}")
 DESC_LIMIT = 10_000
@@ -187,6 +188,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Their debug lines quote channel URLs and request lines, secrets included.
+    for chatty in ("apprise", "urllib3"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         import uvloop
 
@@ -344,6 +348,8 @@ def check_from_args(args: argparse.Namespace) -> Check:
     reminder = None
     if args.remind_every:
         reminder = _duration("--remind-every", args.remind_every)
+        if reminder < MIN_REMINDER:
+            raise UsageError("--remind-every: at least 1m, so people can keep up")
     for tag in args.tag:
         if not tag or len(tag) > TAG_LIMIT or not tag.isprintable() or " " in tag:
             raise UsageError(
