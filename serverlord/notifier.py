@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import queue
 import random
 import threading
 import time
@@ -60,7 +61,7 @@ STOP_WAIT = 2.0
 
 ERROR_CHARS = 500
 
-CHANNEL_SLOTS = 8
+CHANNEL_SLOTS = 16
 """Most send threads one channel may have running, timed out ones included."""
 THREADS_PER_SLOT = 4
 """Send threads allowed per slot of concurrency, counting ones that timed out."""
@@ -212,8 +213,9 @@ class Notifier:
             task = asyncio.create_task(self._deliver(delivery))
             self._sends.add(task)
             task.add_done_callback(self._sent)
-        if len(claimed) == free:
-            # There may be more due already; the next free slot wakes us.
+        if len(claimed) == free or (crowded and not claimed):
+            # There may be more due already; the next free slot, or a thread of
+            # a crowded channel ending, wakes us.
             return POLL
 
         next_at = await self.store.next_delivery_at()
@@ -413,10 +415,7 @@ async def _send(
     with apprise_log() as messages:
         # The copied context carries the capture of Apprise's log into the thread.
         context = contextvars.copy_context()
-        thread = threading.Thread(
-            target=context.run, args=(notify,), name="serverlord-send", daemon=True
-        )
-        thread.start()
+        _WORKERS.submit(lambda: context.run(notify))
         try:
             ok = await asyncio.wait_for(asyncio.shield(answer), timeout)
         except TimeoutError:
@@ -430,6 +429,42 @@ async def _send(
 
     latency = time.monotonic() - started
     return Sent(None if error is None else error[:ERROR_CHARS], False, latency)
+
+
+class _Workers:
+    """Daemon threads that run sends, reused; a job never waits for a busy one.
+
+    Each job takes an idle thread or starts a new one, so a thread stuck on a
+    receiver that trickles its answer delays no other send; daemons never hold
+    up the exit of the process.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], object]) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                threading.Thread(
+                    target=self._work, name="serverlord-send", daemon=True
+                ).start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._idle += 1
+
+
+_WORKERS = _Workers()
 
 
 def _settle(

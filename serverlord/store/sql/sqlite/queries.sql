@@ -135,10 +135,10 @@ WHERE id IN (
         FROM (
             SELECT * FROM deliveries
             WHERE state = 'pending' AND next_attempt <= ?2
-            ORDER BY next_attempt LIMIT 5000
+            AND channel_id NOT IN (SELECT value FROM json_each(?4))
+            ORDER BY next_attempt LIMIT 500
         ) AS due
-        WHERE due.channel_id NOT IN (SELECT value FROM json_each(?4))
-        AND NOT EXISTS (
+        WHERE NOT EXISTS (
             SELECT 1 FROM deliveries AS earlier
             WHERE earlier.check_id = due.check_id
             AND earlier.channel_id = due.channel_id
