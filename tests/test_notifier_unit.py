@@ -616,3 +616,26 @@ def test_notify_settings_take_durations() -> None:
     assert settings.notify_retry_max == 3600
     assert settings.notify_concurrency == 4
     assert settings.notify_retry_base == 2
+
+
+async def test_a_send_past_its_timeout_frees_its_slot_for_other_channels(
+    receiver: Receiver, outbox: MemoryOutbox
+) -> None:
+    # Two slots, both first taken by a receiver that never answers.
+    receiver.scripts["/stuck"] = ["hang"] * 2
+    settings = fast_settings(notify_timeout=0.3, notify_concurrency=2)
+    notifier = Notifier(cast(Store, outbox), settings)
+    notifier.start()
+    try:
+        outbox.add(receiver.url("/stuck"))
+        outbox.add(receiver.url("/stuck"))
+        notifier.wake()
+        await until(lambda: len(receiver.to("/stuck")) == 2)
+        healthy = outbox.add(receiver.url("/fine"))
+        notifier.wake()
+        row = await outbox.settled(healthy)
+    finally:
+        receiver.release()
+        await notifier.stop(wait=0.5)
+
+    assert [a.ok for a in row.attempts] == [True]
