@@ -7,23 +7,20 @@ sends to a real HTTP receiver on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from serverlord.cli import main
 from serverlord.config import Settings
 from serverlord.notifier import Notifier
 from serverlord.pings import FAIL, SUCCESS_KIND, Ping
 from serverlord.store import open_store
+from tests.cli_runner import Run, runner
 from tests.receivers import WebhookReceiver, closed_port
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
@@ -35,19 +32,6 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 SECRET = "s3cr3t-pw"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def run(
     capsys: pytest.CaptureFixture[str],
@@ -55,24 +39,13 @@ def run(
     tmp_path: Path,
 ) -> Run:
     """`serverlord ARGS...` in this process, on a store in the test's folder."""
-    for name in [n for n in os.environ if n.startswith("SERVERLORD_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SERVERLORD_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SERVERLORD_BASE_URL", "http://127.0.0.1:9999")
-    monkeypatch.setenv("SERVERLORD_NOTIFY_TIMEOUT", "5s")
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*argv: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return Result(code, out, err)
-
-    return invoke
+    return runner(
+        capsys,
+        monkeypatch,
+        tmp_path,
+        base_url="http://127.0.0.1:9999",
+        notify_timeout="5s",
+    )
 
 
 @pytest.fixture

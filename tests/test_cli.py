@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from serverlord.cli import build_parser, main
+from serverlord.cli import build_parser
 from serverlord.config import Settings, settings_from
 from serverlord.pings import Ping
 from serverlord.store import open_store
+from tests.cli_runner import Run, runner
 
 BASE_URL = "http://127.0.0.1:9999"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -42,19 +40,6 @@ V3_FIELDS = {
 }
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-Run = Callable[..., Result]
-
-
 @pytest.fixture
 def run(
     capsys: pytest.CaptureFixture[str],
@@ -62,23 +47,7 @@ def run(
     tmp_path: Path,
 ) -> Run:
     """`serverlord ARGS...` in this process, on a store in the test's folder."""
-    for name in [n for n in os.environ if n.startswith("SERVERLORD_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SERVERLORD_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("SERVERLORD_BASE_URL", BASE_URL)
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def invoke(*argv: str) -> Result:
-        capsys.readouterr()
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return Result(code, out, err)
-
-    return invoke
+    return runner(capsys, monkeypatch, tmp_path, base_url=BASE_URL)
 
 
 def add(run: Run, *args: str) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class ServerProcess:
     port: int
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """SERVERLORD_* variables the server gets; none other is passed on."""
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -74,7 +76,7 @@ class ServerProcess:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=clean_env(),
+            env=clean_env(**self.env),
         )
         return self
 

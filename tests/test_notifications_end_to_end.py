@@ -6,11 +6,8 @@ started on the channel's port.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,6 @@ import pytest
 from tests.receivers import WebhookReceiver
 from tests.test_end_to_end import (
     ServerProcess,
-    clean_env,
     cli,
     curl,
     free_port,
@@ -35,30 +31,6 @@ FAST_RETRIES = {
 }
 
 
-@dataclass
-class NotifyingServer(ServerProcess):
-    """``serverlord serve`` that retries failed alerts within a second."""
-
-    def start(self) -> NotifyingServer:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "serverlord",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=clean_env(**FAST_RETRIES),
-        )
-        return self
-
-
 @pytest.fixture
 def servers() -> Iterator[list[ServerProcess]]:
     """Every server a test starts; any still running is killed afterwards."""
@@ -70,8 +42,10 @@ def servers() -> Iterator[list[ServerProcess]]:
 
 def start(
     servers: list[ServerProcess], data_dir: Path, port: int, name: str
-) -> NotifyingServer:
-    server = NotifyingServer(data_dir, port, data_dir.parent / f"{name}.log")
+) -> ServerProcess:
+    # Failed alerts are retried within a second.
+    log_path = data_dir.parent / f"{name}.log"
+    server = ServerProcess(data_dir, port, log_path, env=FAST_RETRIES)
     servers.append(server.start())
     server.wait_ready()
     return server
