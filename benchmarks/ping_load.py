@@ -133,10 +133,14 @@ def run_wrk(
 
 def parse_wrk(out: str) -> dict[str, float]:
     def ms(text: str) -> float:
-        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+        found = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+        assert found is not None, text
+        value, unit = found.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    result = {"requests_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert rate is not None, out
+    result = {"requests_per_s": float(rate[1])}
     for pct in ("50", "90", "99"):
         found = re.search(rf"\s{pct}(?:\.000)?%\s+([\d.]+\w+)", out)
         if found:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 from serverlord.channels import Channel, Delivery
 from serverlord.checks import Check
@@ -40,8 +41,11 @@ async def ping(store: Store, check: Check, kind: str = "success") -> None:
     await store.record_ping(Ping(check_id=check.id, received=time.time(), kind=kind))
 
 
-async def claim(store: Store, **options: object) -> list[Delivery]:
-    return await store.claim_deliveries(time.time() + 1, 100, 60, **options)  # type: ignore[arg-type]
+async def claim(
+    store: Store, crowded: list[str] | None = None, per_channel: int = 8
+) -> list[Delivery]:
+    now = time.time() + 1
+    return await store.claim_deliveries(now, 100, 60, crowded or [], per_channel)
 
 
 async def test_a_channel_hears_of_a_checks_flips_in_order(store: Store) -> None:
@@ -117,7 +121,7 @@ async def test_finishing_a_delivery_of_a_removed_channel_spares_its_batch(
     assert stored is not None and stored.status == "up"
 
 
-def test_two_processes_creating_a_store_at_once_both_succeed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_two_processes_creating_a_store_at_once_both_succeed(tmp_path: Path) -> None:
     import threading
 
     path = tmp_path / "new.sqlite3"

@@ -311,10 +311,10 @@ class SqliteStore:
     # Writes: each is one operation of a group-committed batch.
 
     async def record_ping(self, ping: Ping) -> PingOutcome:
-        return await self._write(lambda conn: _record_ping(conn, ping))  # type: ignore[no-any-return]
+        return await self._write(lambda conn: _record_ping(conn, ping))
 
     async def sweep(self, due: list[Due], now: float) -> list[SweepOutcome]:
-        return await self._write(lambda conn: _sweep(conn, due, now))  # type: ignore[no-any-return]
+        return await self._write(lambda conn: _sweep(conn, due, now))
 
     async def add_check(self, check: Check) -> None:
         await self._write(guarded(lambda conn: _add_check(conn, check)))
@@ -326,12 +326,12 @@ class SqliteStore:
         await self._write(guarded(lambda conn: _delete_check(conn, check_id)))
 
     async def pause_check(self, check_id: str, now: float) -> Check:
-        return await self._write(  # type: ignore[no-any-return]
+        return await self._write(
             lambda conn: _change_state(conn, check_id, lambda c: rules.pause(c, now))
         )
 
     async def resume_check(self, check_id: str, now: float) -> Check:
-        return await self._write(  # type: ignore[no-any-return]
+        return await self._write(
             lambda conn: _change_state(conn, check_id, lambda c: rules.resume(c, now))
         )
 
@@ -358,7 +358,7 @@ class SqliteStore:
         await self._write(lambda conn: _link(conn, check_id, channel_ids))
 
     async def enqueue(self, deliveries: list[Delivery]) -> list[int]:
-        return await self._write(lambda conn: _insert_deliveries(conn, deliveries))  # type: ignore[no-any-return]
+        return await self._write(lambda conn: _insert_deliveries(conn, deliveries))
 
     async def claim_deliveries(
         self,
@@ -368,7 +368,7 @@ class SqliteStore:
         crowded: list[str] = [],  # noqa: B006 - read only
         per_channel: int = 8,
     ) -> list[Delivery]:
-        return await self._write(  # type: ignore[no-any-return]
+        return await self._write(
             lambda conn: _claim(conn, now, limit, lease, crowded, per_channel)
         )
 
@@ -380,7 +380,7 @@ class SqliteStore:
         await self._write(lambda conn: conn.execute(Q["channel_result"], params))
 
     async def release_claims(self) -> int:
-        return await self._write(  # type: ignore[no-any-return]
+        return await self._write(
             lambda conn: conn.execute(Q["release_claims"]).rowcount
         )
 
@@ -450,10 +450,11 @@ class SqliteStore:
 
     # Plumbing.
 
-    async def _write(self, op: Operation) -> Any:
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        return await self._writer.submit(op)
+        result: T = await self._writer.submit(op)
+        return result
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
