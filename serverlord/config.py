@@ -97,8 +97,10 @@ def _url(text: str) -> str:
 
 def _database_url(text: str) -> str:
     url = text.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        return url
     if not url.startswith("sqlite:///") or url == "sqlite:///":
-        raise ValueError("use sqlite:///PATH")
+        raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
     return url
 
 
@@ -135,7 +137,8 @@ class Settings:
         metavar="DIR",
     )
     database_url: str = _setting(
-        "where checks are stored: sqlite:///PATH (default: SQLite in --data-dir)",
+        "where checks are stored: sqlite:///PATH or postgresql://... "
+        "(default: SQLite in --data-dir)",
         "",
         flag_type=_database_url,
         serve_only=False,

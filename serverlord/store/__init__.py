@@ -29,6 +29,11 @@ SQLITE_FILE = "serverlord.sqlite3"
 def open_store(settings: Settings) -> Store:
     """The store the settings name; call ``await store.open()`` before use."""
     url = settings.database_url
+    if url.startswith(("postgresql://", "postgres://")):
+        # asyncpg takes ~0.2 s to import: only for those who use it.
+        from serverlord.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).expanduser()
     else:

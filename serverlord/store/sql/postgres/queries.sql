@@ -1,0 +1,294 @@
+-- Every statement of the PostgreSQL store. A statement about a check's data
+-- names the check's shard, so that on Citus it goes to one node; the batched
+-- ones take one array per column and read them with unnest.
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    number integer PRIMARY KEY,
+    name text NOT NULL,
+    applied double precision NOT NULL
+);
+
+-- name: lock
+SELECT pg_advisory_xact_lock($1::integer, $2::integer);
+
+-- name: applied_migrations
+SELECT number FROM schema_migrations ORDER BY number;
+
+-- name: record_migration
+INSERT INTO schema_migrations (number, name, applied)
+VALUES ($1, $2, extract(epoch FROM clock_timestamp()));
+
+-- name: get_check
+SELECT * FROM checks WHERE shard = $1 AND id = $2;
+
+-- name: lock_checks
+SELECT checks.* FROM checks
+JOIN unnest($1::integer[], $2::text[]) AS wanted (shard, id)
+    ON checks.shard = wanted.shard AND checks.id = wanted.id
+ORDER BY checks.shard, checks.id
+FOR UPDATE OF checks;
+
+-- name: list_checks
+SELECT * FROM checks ORDER BY created, id;
+
+-- name: insert_check
+INSERT INTO checks (
+    shard, id, name, slug, tags, "desc", kind, timeout, schedule, tz, grace,
+    max_runtime, manual_resume, status, n_pings, last_ping, last_start,
+    last_start_rid, last_duration, deadline, created, version,
+    failure_threshold, recovery_threshold, reminder_every, fail_streak,
+    ok_streak, missed, down_since, next_reminder
+) VALUES (
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+    $17, $18, $19, $20, $21, 0, $22, $23, $24, $25, $26, $27, $28, $29
+);
+
+-- name: update_check_config
+UPDATE checks SET
+    name = $3, slug = $4, tags = $5, "desc" = $6, kind = $7, timeout = $8,
+    schedule = $9, tz = $10, grace = $11, max_runtime = $12,
+    manual_resume = $13, failure_threshold = $14, recovery_threshold = $15,
+    reminder_every = $16, next_reminder = $17, deadline = $18,
+    version = version + 1
+WHERE shard = $1 AND id = $2 AND version = $19;
+
+-- name: save_states
+UPDATE checks SET
+    status = s.status, n_pings = s.n_pings, last_ping = s.last_ping,
+    last_start = s.last_start, last_start_rid = s.last_start_rid,
+    last_duration = s.last_duration, deadline = s.deadline,
+    fail_streak = s.fail_streak, ok_streak = s.ok_streak, missed = s.missed,
+    down_since = s.down_since, next_reminder = s.next_reminder,
+    version = checks.version + 1
+FROM unnest(
+    $1::integer[], $2::text[], $3::bigint[], $4::float8[], $5::float8[],
+    $6::text[], $7::float8[], $8::float8[], $9::integer[], $10::integer[],
+    $11::integer[], $12::float8[], $13::float8[], $14::text[], $15::bigint[]
+) AS s (
+    shard, status, n_pings, last_ping, last_start, last_start_rid,
+    last_duration, deadline, fail_streak, ok_streak, missed, down_since,
+    next_reminder, id, version
+)
+WHERE checks.shard = s.shard AND checks.id = s.id
+    AND checks.version = s.version
+RETURNING checks.id;
+
+-- name: delete_check
+DELETE FROM checks WHERE shard = $1 AND id = $2;
+
+-- name: insert_pings
+INSERT INTO pings (
+    check_id, shard, n, received, kind, exit_status, method, remote_addr,
+    user_agent, rid, duration, body
+)
+SELECT * FROM unnest(
+    $1::text[], $2::integer[], $3::bigint[], $4::float8[], $5::text[],
+    $6::integer[], $7::text[], $8::text[], $9::text[], $10::text[],
+    $11::float8[], $12::bytea[]
+);
+
+-- name: recent_pings
+SELECT * FROM pings
+WHERE shard = $1 AND check_id = $2
+ORDER BY n DESC LIMIT $3;
+
+-- name: prune_pings
+DELETE FROM pings
+USING unnest($1::integer[], $2::text[], $3::bigint[]) AS p (shard, check_id, upto)
+WHERE pings.shard = p.shard AND pings.check_id = p.check_id
+    AND pings.n <= p.upto;
+
+-- name: last_bodies
+SELECT wanted.check_id, last.body
+FROM unnest($1::integer[], $2::text[]) AS wanted (shard, check_id)
+CROSS JOIN LATERAL (
+    SELECT body FROM pings
+    WHERE pings.shard = wanted.shard AND pings.check_id = wanted.check_id
+    ORDER BY n DESC LIMIT 1
+) AS last;
+
+-- name: insert_flips
+INSERT INTO flips (
+    check_id, shard, at, detected, old_status, new_status, reason,
+    exit_status, offline_from, offline_until
+)
+SELECT
+    check_id, shard, at, detected, old_status, new_status, reason,
+    exit_status, offline_from, offline_until
+FROM unnest(
+    $1::text[], $2::integer[], $3::float8[], $4::float8[], $5::text[],
+    $6::text[], $7::text[], $8::integer[], $9::float8[], $10::float8[]
+) WITH ORDINALITY AS f (
+    check_id, shard, at, detected, old_status, new_status, reason,
+    exit_status, offline_from, offline_until, position
+)
+ORDER BY position
+RETURNING id;
+
+-- name: recent_flips
+SELECT * FROM flips
+WHERE shard = $1 AND check_id = $2
+ORDER BY id DESC LIMIT $3;
+
+-- name: load_deadlines
+SELECT id, deadline, grace FROM checks WHERE deadline IS NOT NULL;
+
+-- name: count_checks
+SELECT count(*) FROM checks;
+
+-- name: insert_change
+INSERT INTO changes (shard, check_id) VALUES ($1, $2);
+
+-- name: changes_since
+SELECT id, check_id FROM changes WHERE id > $1 ORDER BY id LIMIT 10000;
+
+-- name: last_change
+SELECT coalesce(max(id), 0) FROM changes;
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = $1;
+
+-- name: set_meta
+INSERT INTO meta (key, value) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: insert_channel
+INSERT INTO channels (id, name, url, kind, masked_url, created)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: get_channel
+SELECT * FROM channels WHERE id = $1;
+
+-- name: known_channels
+SELECT id FROM channels WHERE id = ANY($1::text[]);
+
+-- name: list_channels
+SELECT * FROM channels ORDER BY created, id;
+
+-- name: delete_channel
+DELETE FROM channels WHERE id = $1;
+
+-- name: link_channels
+INSERT INTO check_channels (shard, check_id, channel_id)
+SELECT $1, $2, channel_id FROM unnest($3::text[]) AS linked (channel_id);
+
+-- name: unlink_channels
+DELETE FROM check_channels WHERE shard = $1 AND check_id = $2;
+
+-- name: check_channels
+SELECT channel_id FROM check_channels
+WHERE shard = $1 AND check_id = $2
+ORDER BY channel_id;
+
+-- name: channels_of_checks
+SELECT check_channels.check_id, check_channels.channel_id
+FROM check_channels
+JOIN unnest($1::integer[], $2::text[]) AS wanted (shard, check_id)
+    ON check_channels.shard = wanted.shard
+    AND check_channels.check_id = wanted.check_id
+ORDER BY check_channels.check_id, check_channels.channel_id;
+
+-- name: insert_deliveries
+INSERT INTO deliveries (
+    flip_id, check_id, shard, channel_id, kind, title, body, next_attempt,
+    created
+)
+SELECT
+    flip_id, check_id, shard, channel_id, kind, title, body, created, created
+FROM unnest(
+    $1::bigint[], $2::text[], $3::integer[], $4::text[], $5::text[],
+    $6::text[], $7::text[], $8::float8[]
+) WITH ORDINALITY AS d (
+    flip_id, check_id, shard, channel_id, kind, title, body, created,
+    position
+)
+ORDER BY position
+RETURNING id;
+
+-- name: expired_claims
+UPDATE deliveries SET state = 'pending', claimed_until = NULL
+WHERE state = 'sending' AND claimed_until < $1;
+
+-- name: claim_deliveries
+-- Of the earliest due deliveries, those of channels not crowded, each waiting
+-- for any earlier one of its check to the same channel, at most $5 a channel,
+-- alerts before reminders. SKIP LOCKED lets several notifiers claim at once.
+WITH due AS (
+    SELECT shard, id, check_id, channel_id, kind, next_attempt FROM deliveries
+    WHERE state = 'pending' AND next_attempt <= $2
+        AND channel_id <> ALL($4::text[])
+    ORDER BY next_attempt LIMIT 500
+),
+ready AS (
+    SELECT due.*, row_number() OVER (
+        PARTITION BY due.channel_id
+        ORDER BY due.kind = 'reminder', due.next_attempt, due.id
+    ) AS nth
+    FROM due
+    WHERE NOT EXISTS (
+        SELECT 1 FROM deliveries AS earlier
+        WHERE earlier.shard = due.shard AND earlier.check_id = due.check_id
+            AND earlier.channel_id = due.channel_id AND earlier.id < due.id
+            AND earlier.state IN ('pending', 'sending')
+    )
+),
+chosen AS (
+    SELECT deliveries.shard, deliveries.id FROM deliveries
+    JOIN ready ON ready.shard = deliveries.shard AND ready.id = deliveries.id
+    WHERE ready.nth <= $5 AND deliveries.state = 'pending'
+    ORDER BY ready.kind = 'reminder', ready.next_attempt
+    LIMIT $3
+    FOR UPDATE OF deliveries SKIP LOCKED
+)
+UPDATE deliveries SET
+    state = 'sending', claimed_until = $1, attempts = deliveries.attempts + 1
+FROM chosen, channels
+WHERE deliveries.shard = chosen.shard AND deliveries.id = chosen.id
+    AND channels.id = deliveries.channel_id
+RETURNING deliveries.*, channels.url;
+
+-- name: finish_delivery
+UPDATE deliveries SET
+    state = $3, next_attempt = $4, claimed_until = NULL, finished = $5
+WHERE shard = $1 AND id = $2 AND state = 'sending';
+
+-- name: insert_attempt
+INSERT INTO attempts (shard, delivery_id, at, ok, error, latency)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: channel_result
+UPDATE channels SET last_attempt = $2, last_ok = $3, last_error = $4
+WHERE id = $1;
+
+-- name: next_delivery_at
+SELECT min(next_attempt) FROM deliveries WHERE state = 'pending';
+
+-- name: release_claims
+UPDATE deliveries SET state = 'pending', claimed_until = NULL
+WHERE state = 'sending';
+
+-- name: drop_reminders
+DELETE FROM deliveries
+USING unnest($1::integer[], $2::text[]) AS dropped (shard, check_id)
+WHERE deliveries.shard = dropped.shard
+    AND deliveries.check_id = dropped.check_id
+    AND deliveries.kind = 'reminder' AND deliveries.state = 'pending';
+
+-- name: pending_reminders
+SELECT deliveries.check_id, deliveries.channel_id FROM deliveries
+JOIN unnest($1::integer[], $2::text[]) AS wanted (shard, check_id)
+    ON deliveries.shard = wanted.shard
+    AND deliveries.check_id = wanted.check_id
+WHERE deliveries.kind = 'reminder' AND deliveries.state = 'pending';
+
+-- name: recent_attempts
+SELECT attempts.at, attempts.ok, attempts.error, attempts.latency,
+    deliveries.kind, deliveries.flip_id, deliveries.channel_id,
+    deliveries.state, channels.name AS channel_name
+FROM attempts
+JOIN deliveries
+    ON deliveries.shard = attempts.shard AND deliveries.id = attempts.delivery_id
+JOIN channels ON channels.id = deliveries.channel_id
+WHERE deliveries.shard = $1 AND deliveries.check_id = $2
+ORDER BY attempts.id DESC LIMIT $3;
