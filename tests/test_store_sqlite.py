@@ -24,7 +24,8 @@ from serverlord.store import (
 )
 from serverlord.store.base import PINGS_KEPT, Due
 from serverlord.store.queries import load_migrations
-from serverlord.store.sqlite import PRUNE_EVERY, SqliteStore, connect, migrate
+from serverlord.store.sqlite import SqliteStore, connect, migrate
+from serverlord.store.writes import PRUNE_EVERY
 
 
 def new_check(period: float = 60, grace: float = 30) -> Check:

@@ -21,23 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from serverlord import alerts
 from serverlord import checks as rules
 from serverlord.channels import (
-    DOWN_ALERT,
-    FAILED,
-    PENDING,
     REMINDER,
-    SENT,
-    UP_ALERT,
     AttemptResult,
     Channel,
     Delivery,
 )
-from serverlord.checks import Check, Deadline, Flip, deadline_of
+from serverlord.checks import Check, Flip, deadline_of
 from serverlord.pings import Ping, apply_ping
+from serverlord.store import writes
 from serverlord.store.base import (
-    PINGS_KEPT,
     ChannelNotFoundError,
     CheckNotFoundError,
     ConflictError,
@@ -67,8 +61,6 @@ T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 2000
-PRUNE_EVERY = 20
-"""Pings of a check are pruned every this many pings, not on each one."""
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -504,8 +496,9 @@ def _record_ping(conn: sqlite3.Connection, ping: Ping) -> PingOutcome:
     flip = apply_ping(check, ping)
     deadline = _save_state(conn, check)
     conn.execute(Q["insert_ping"], ping_to_params(ping, check.shard))
-    if ping.n % PRUNE_EVERY == 0:
-        conn.execute(Q["prune_pings"], (check.id, ping.n - PINGS_KEPT))
+    below = writes.prune_below(ping.n)
+    if below is not None:
+        conn.execute(Q["prune_pings"], (check.id, below))
     notify = False
     if flip is not None:
         _insert_flip(conn, flip)
@@ -525,28 +518,21 @@ def _sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOu
 def _sweep_one(
     conn: sqlite3.Connection, check: Check, item: Due, now: float
 ) -> SweepOutcome:
-    deadline = deadline_of(check)
-    if deadline is None or deadline.at > now:
+    confirmed = writes.confirm_due(check, item, now)
+    if confirmed is None:
         # A ping moved the deadline since the sweeper saw it: reschedule.
+        deadline = deadline_of(check)
         at = None if deadline is None else deadline.at
         return SweepOutcome(check.id, check.shard, at, None)
 
-    if item.not_before is not None:
-        deadline = Deadline(max(deadline.at, item.not_before), deadline.reason)
-    flip = rules.pass_deadline(check, deadline, now)
-    if flip is not None and item.offline_until is not None:
-        flip.offline_from = item.offline_from
-        flip.offline_until = item.offline_until
-        if deadline.reason == rules.MISSED:
-            flip.reason = rules.MISSED_OFFLINE
-
     new_deadline = _save_state(conn, check)
-    notify = False
+    flip, notify = confirmed.flip, False
     if flip is not None:
         _insert_flip(conn, flip)
         notify = _enqueue_alerts(conn, check, flip, now)
-    elif deadline.reason == rules.REMINDER:
-        notify = _enqueue_reminders(conn, check, now)
+    elif confirmed.remind:
+        message = writes.reminder_message(check, _last_body(conn, check.id), now)
+        notify = _enqueue(conn, check, None, *message, now)
     return SweepOutcome(check.id, check.shard, new_deadline, flip, notify)
 
 
@@ -554,30 +540,12 @@ def _enqueue_alerts(
     conn: sqlite3.Connection, check: Check, flip: Flip, now: float
 ) -> bool:
     """Write one delivery per linked channel, in the flip's own transaction."""
-    if flip.new_status != rules.DOWN:
-        # Reminders still waiting for a slow channel are stale once the check is
-        # up or paused.
+    if writes.drops_reminders(flip):
         conn.execute(Q["drop_reminders"], (check.id,))
-    if not rules.is_alert(flip):
+    message = writes.alert_message(check, flip, _last_body(conn, check.id), now)
+    if message is None:
         return False
-    title, body = alerts.compose(check, flip, _last_body(conn, check.id), now)
-    return _enqueue(
-        conn,
-        check,
-        flip.id,
-        DOWN_ALERT if flip.new_status == rules.DOWN else UP_ALERT,
-        title,
-        body,
-        now,
-    )
-
-
-def _enqueue_reminders(conn: sqlite3.Connection, check: Check, now: float) -> bool:
-    down_since = check.down_since if check.down_since is not None else now
-    title, body = alerts.compose_reminder(
-        check, down_since, _last_body(conn, check.id), now
-    )
-    return _enqueue(conn, check, None, REMINDER, title, body, now)
+    return _enqueue(conn, check, flip.id, *message, now)
 
 
 def _enqueue(
@@ -635,15 +603,12 @@ def _change_state(
     conn: sqlite3.Connection, check_id: str, change: Callable[[Check], Flip | None]
 ) -> Check:
     check = _load(conn, check_id)
-    try:
-        flip = change(check)
-    except rules.NotPausedError as exc:
-        raise ConflictError("check is not paused") from exc
+    flip = writes.change_state(check, change)
     _save_state(conn, check)
     if flip is not None:
         _insert_flip(conn, flip)
-    if check.status == rules.PAUSED:
-        conn.execute(Q["drop_reminders"], (check_id,))
+        if writes.drops_reminders(flip):
+            conn.execute(Q["drop_reminders"], (check_id,))
     conn.execute(Q["insert_change"], (check_id,))
     return check
 
@@ -711,15 +676,7 @@ def _claim(
 def _finish(
     conn: sqlite3.Connection, delivery: Delivery, result: AttemptResult
 ) -> None:
-    if result.ok:
-        state = SENT
-    elif result.next_attempt is None:
-        state = FAILED
-    else:
-        state = PENDING
-    finished = None if state == PENDING else result.at
-    next_attempt = result.next_attempt if result.next_attempt is not None else result.at
-    params = (state, next_attempt, finished, delivery.id)
+    params = (*writes.attempt_state(result), delivery.id)
     if conn.execute(Q["finish_delivery"], params).rowcount == 0:
         # Its channel or check was removed while it was being sent.
         return
