@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from serverlord.schedules import Schedule
@@ -72,10 +72,12 @@ class Check:
     """Slots missed since the last ping, while under the failure threshold."""
     down_since: float | None = None
     next_reminder: float | None = None
-    shard: int = field(init=False)
+    shard: int = -1
+    """Worked out from the id unless given (a stored row already knows it)."""
 
     def __post_init__(self) -> None:
-        self.shard = shard_of(self.id)
+        if self.shard < 0:
+            self.shard = shard_of(self.id)
 
     @property
     def run_limit(self) -> float:

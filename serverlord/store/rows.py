@@ -51,6 +51,7 @@ def check_from_row(row: Row) -> Check:
         missed=row["missed"],
         down_since=row["down_since"],
         next_reminder=row["next_reminder"],
+        shard=row["shard"],
     )
 
 
