@@ -11,11 +11,12 @@ import asyncio
 import logging
 import os
 import re
+import socket
 import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -182,7 +183,7 @@ def _common(parser: argparse.ArgumentParser, handler: Callable[..., Any]) -> Non
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from serverlord.server import serve
+    from serverlord.server import bind, serve
 
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -191,15 +192,44 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Their debug lines quote channel URLs and request lines, secrets included.
     for chatty in ("apprise", "urllib3"):
         logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
-    try:
-        import uvloop
+    if settings.workers == 1:
+        try:
+            _run_loop(serve(settings))
+        except OSError as exc:
+            raise CommandError(str(exc)) from exc
+        return 0
 
-        uvloop.run(serve(settings))
-    except ImportError:
-        asyncio.run(serve(settings))
+    from serverlord.workers import Supervisor
+
+    if not settings.database_url.startswith(("postgresql://", "postgres://")):
+        raise UsageError(
+            "--workers: more than one worker needs a PostgreSQL store "
+            "(--database-url postgresql://...); SQLite takes one server process"
+        )
+
+    def worker(sock: socket.socket, index: int) -> int:
+        try:
+            _run_loop(serve(settings, sock, index))
+        except OSError as exc:
+            print(f"serverlord: {exc}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+    try:
+        sock = bind(settings.host, settings.port)
     except OSError as exc:
         raise CommandError(str(exc)) from exc
-    return 0
+    with sock:
+        return Supervisor(sock, settings.workers, worker).run()
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def run_preview(args: argparse.Namespace, settings: Settings) -> int:

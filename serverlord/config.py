@@ -67,6 +67,10 @@ def _shards(text: str) -> int:
     return _integer(text, 1, SHARD_COUNT)
 
 
+def _workers(text: str) -> int:
+    return _integer(text, 1, 64)
+
+
 def _count(text: str) -> int:
     return _integer(text, 1, 100_000)
 
@@ -152,6 +156,13 @@ class Settings:
         f"number of sweeper shards (1-{SHARD_COUNT})",
         8,
         flag_type=_shards,
+        metavar="N",
+    )
+    workers: int = _setting(
+        "server processes sharing the port and the shards "
+        "(more than 1 needs PostgreSQL)",
+        1,
+        flag_type=_workers,
         metavar="N",
     )
     base_url: str = _setting(

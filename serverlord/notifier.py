@@ -112,11 +112,16 @@ class Notifier:
         self._stopping = False
         self._rng = random.Random()
 
-    def start(self) -> None:
-        """Start delivering in the background (call from the event loop)."""
+    def start(self, *, release_claims: bool = True) -> None:
+        """Start delivering in the background (call from the event loop).
+
+        ``release_claims`` sends again what the last run left unfinished; only
+        right when no other notifier shares the store (claims of another one
+        still alive would be sent twice), else claims run out with their lease.
+        """
         if self._loop is None:
             self._stopping = False
-            self._loop = asyncio.create_task(self._run(), name="notifier")
+            self._loop = asyncio.create_task(self._run(release_claims), name="notifier")
 
     def wake(self) -> None:
         """Look at the outbox now: a delivery was just added."""
@@ -143,7 +148,7 @@ class Notifier:
 
     # The loop.
 
-    async def _run(self) -> None:
+    async def _run(self, release_claims: bool) -> None:
         try:
             await asyncio.to_thread(load_plugins)
         except Exception:
@@ -152,7 +157,8 @@ class Notifier:
                 "could not load Apprise's plugins ahead",
                 extra={"action": "plugins_failed"},
             )
-        await self._release_claims()
+        if release_claims:
+            await self._release_claims()
         while not self._stopping:
             self._wake.clear()
             try:
@@ -166,8 +172,8 @@ class Notifier:
             await self._sleep(delay)
 
     async def _release_claims(self) -> None:
-        # Only one notifier works on a store (the server holds a lock), so
-        # every claim found at start-up belongs to a process that is gone.
+        # The only notifier on the store: every claim found at start-up
+        # belongs to a process that is gone.
         while not self._stopping:
             try:
                 released = await self.store.release_claims()

@@ -17,11 +17,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from serverlord.checks import Flip, reason_text, shard_of
+from serverlord.checks import SHARD_COUNT, Flip, reason_text, shard_of
 from serverlord.config import Settings
 from serverlord.notifier import Notifier
+from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
-from serverlord.store import Store, StoreError, open_store
+from serverlord.store import Store, StoreError, StoreUnavailableError, open_store
 from serverlord.sweeper import Sweepers
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ class Server:
         self.store = store
         self.sweepers = Sweepers(store, settings.shards, self.on_flips)
         self.notifier = Notifier(store, settings)
+        self.ownership = store.ownership()
         self.change_cursor = 0
+        self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def ingest(self, ping: Ping) -> None:
@@ -74,24 +77,14 @@ class Server:
             )
 
     async def start(self) -> int:
-        """Load every deadline and start the sweepers; return the check count."""
-        offline_since = await self.store.last_heartbeat()
-        started = time.time()
+        """Join the store's processes, take this one's shards and start
+        sweeping them; return the number of checks."""
         self.change_cursor = await self.store.last_change()
-        deadlines = await self.store.load_deadlines()
-        rows = [(cid, shard_of(cid), at, grace) for cid, at, grace in deadlines]
-        held = self.sweepers.load(rows, started, offline_since)
-        await self.store.heartbeat(started)
-
-        if held:
-            log.warning(
-                "%d checks fell due while serverlord was not running; "
-                "each gets one grace period from now before it goes down",
-                held,
-                extra={"action": "offline_hold", "count": held},
-            )
+        await self.ownership.join()
+        await self.store.heartbeat(time.time())
         self.sweepers.start()
-        self.notifier.start()
+        await self.ownership.start(self)
+        self.notifier.start(release_claims=self.ownership.alone())
         self._tasks = [
             asyncio.create_task(self._beat(), name="heartbeat"),
             asyncio.create_task(self._follow_changes(), name="changes"),
@@ -102,10 +95,39 @@ class Server:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ownership.stop()
         await self.sweepers.stop()
         await self.notifier.stop()
         with contextlib.suppress(StoreError):
             await self.store.heartbeat(time.time())
+
+    # What the ownership tells us (see ``ShardOwner``).
+
+    async def gain(self, shards: list[int], window: OfflineWindow) -> None:
+        self.sweepers.own(shards)
+        try:
+            every = len(shards) == SHARD_COUNT
+            rows = await self.store.load_deadlines(None if every else shards)
+        except BaseException:
+            self.sweepers.disown(shards)
+            raise
+        held = self.sweepers.load(rows, window)
+        if held:
+            log.warning(
+                "%d checks fell due while serverlord was not running; "
+                "each gets one grace period from then before it goes down",
+                held,
+                extra={"action": "offline_hold", "count": held},
+            )
+
+    def lose(self, shards: list[int]) -> None:
+        self.sweepers.disown(shards)
+
+    def deadline_moved(self, shard: int, check_id: str, deadline: float) -> None:
+        self.sweepers.schedule_earlier(shard, check_id, deadline)
+
+    def checks_changed(self) -> None:
+        self._changed.set()
 
     async def _beat(self) -> None:
         while True:
@@ -121,7 +143,11 @@ class Server:
 
     async def _follow_changes(self) -> None:
         while True:
-            await asyncio.sleep(CHANGES_EVERY)
+            # Told at once where the store can tell; read every so often anyway.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CHANGES_EVERY):
+                    await self._changed.wait()
+            self._changed.clear()
             try:
                 await self.apply_changes()
             except StoreError as exc:
@@ -145,13 +171,16 @@ class Server:
         self.change_cursor = cursor
 
 
-async def _announce(http: Any, settings: Settings, store: str, count: int) -> None:
+async def _announce(
+    http: Any, settings: Settings, store: str, count: int, worker: int | None
+) -> None:
     # uvicorn binds its socket inside serve(): say where we listen once it has.
     while not http.started:
         await asyncio.sleep(0.01)
     log.info(
-        "serverlord listening on http://%s, store %s, %d checks loaded, "
+        "serverlord %slistening on http://%s, store %s, %d checks loaded, "
         "%d shards; ping URLs start with %s/ping/",
+        "" if worker is None else f"worker {worker} ",
         f"[{settings.host}]:{settings.port}"
         if ":" in settings.host
         else f"{settings.host}:{settings.port}",
@@ -210,25 +239,41 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or Ctrl-C; acknowledged pings are already committed."""
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+"""Longest wait between two tries to reach the database at start-up."""
+
+
+async def serve(
+    settings: Settings, sock: socket.socket | None = None, worker: int | None = None
+) -> None:
+    """Run until SIGTERM or Ctrl-C; acknowledged pings are already committed.
+
+    ``sock`` is a listening socket bound by the parent of several workers.
+    """
     import uvicorn
 
     from serverlord.http.app import create_app
     from serverlord.http.ping import PingService
 
-    sock = bind(settings.host, settings.port)
-    store = open_store(settings)
+    own_socket = sock is None
+    if sock is None:
+        sock = bind(settings.host, settings.port)
+    stop = _stop_event()
     try:
-        store.lock_for_server()
-        await store.open()
-    except (OSError, sqlite3.Error, StoreError) as exc:
-        sock.close()
-        await store.close()
-        raise OSError(f"cannot open the store {store.description}: {exc}") from exc
-    server = Server(settings, store)
+        started = await _start(settings, stop)
+    except BaseException:
+        if own_socket:
+            sock.close()
+        raise
+    if started is None:
+        if own_socket:
+            sock.close()
+        log.info("serverlord stopped", extra={"action": "serve_stop"})
+        return
+    server, count = started
+    store = server.store
     try:
-        count = await server.start()
         service = PingService(
             server.ingest, settings.ping_body_limit, settings.trusted_proxy
         )
@@ -248,13 +293,60 @@ async def serve(settings: Settings) -> None:
             server_header=False,
         )
         http = _http_server_class()(config)
+        if stop.is_set():
+            http.should_exit = True
         announce = asyncio.create_task(
-            _announce(http, settings, store.description, count)
+            _announce(http, settings, store.description, count, worker)
         )
         await http.serve(sockets=[sock])
         announce.cancel()
     finally:
         await server.stop()
         await store.close()
-        sock.close()
+        if own_socket:
+            sock.close()
         log.info("serverlord stopped", extra={"action": "serve_stop"})
+
+
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM or Ctrl-C until the HTTP server takes the signals over."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Server, int] | None:
+    """Open the store and start the server, trying again while the database
+    cannot be reached; None when stopped first."""
+    delay = RETRY_FIRST
+    while not stop.is_set():
+        store = open_store(settings)
+        server = None
+        try:
+            store.lock_for_server()
+            await store.open()
+            server = Server(settings, store)
+            return server, await server.start()
+        except StoreUnavailableError as exc:
+            if server is not None:
+                await server.stop()
+            await store.close()
+            log.warning(
+                "cannot reach the store %s: %s; trying again in %.1f s",
+                store.description,
+                exc,
+                delay,
+                extra={"action": "store_unreachable", "retry_in": delay},
+            )
+        except (OSError, sqlite3.Error, StoreError) as exc:
+            if server is not None:
+                await server.stop()
+            await store.close()
+            raise OSError(f"cannot open the store {store.description}: {exc}") from exc
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, RETRY_MAX)
+    return None

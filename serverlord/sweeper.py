@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serverlord.checks import Flip
+from serverlord.checks import Flip, shard_of
+from serverlord.ownership import OfflineWindow
 from serverlord.store.base import Due, Store, StoreError, SweepOutcome
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,19 @@ class _Offline:
 
 
 class Shard:
-    """One sweeper: a heap of (monotonic time, deadline, check id) and a task."""
+    """One sweeper: a heap of (monotonic time, deadline, check id) and a task.
 
-    def __init__(self, index: int, store: Store, on_flips: FlipListener) -> None:
+    It sweeps the checks of every owned shard number that maps to it; a
+    shard given up is forgotten at once.
+    """
+
+    def __init__(
+        self, index: int, store: Store, on_flips: FlipListener, owned: set[int]
+    ) -> None:
         self.index = index
         self.store = store
         self.on_flips = on_flips
+        self.owned = owned
         self.heap: list[tuple[float, float, str]] = []
         self.deadlines: dict[str, float] = {}
         self.offline: dict[str, _Offline] = {}
@@ -63,6 +71,24 @@ class Shard:
             return
         self.deadlines[check_id] = deadline
         self._push(check_id, deadline, deadline)
+
+    def schedule_earlier(self, check_id: str, deadline: float) -> None:
+        """Move a deadline earlier, never later.
+
+        For news that may be older than what the shard knows: a deadline too
+        early costs one confirmation, one too late a late alert.
+        """
+        current = self.deadlines.get(check_id)
+        if current is None or deadline < current:
+            self.schedule(check_id, deadline)
+
+    def forget(self, shards: set[int]) -> None:
+        """Drop every deadline of the checks of these shards."""
+        gone = [cid for cid in self.deadlines if shard_of(cid) in shards]
+        for check_id in gone:
+            del self.deadlines[check_id]
+            self.offline.pop(check_id, None)
+        self._compact()
 
     def hold_back(self, check_id: str, deadline: float, offline: _Offline) -> None:
         """Schedule a deadline missed while offline for one grace after start."""
@@ -148,6 +174,8 @@ class Shard:
     def _requeue(self, due: list[Due]) -> None:
         now = time.time()
         for item in due:
+            if shard_of(item.check_id) not in self.owned:
+                continue
             if item.check_id not in self.deadlines:
                 self.deadlines[item.check_id] = now
                 self._push(item.check_id, now, now)
@@ -156,7 +184,8 @@ class Shard:
         flips = []
         notify = False
         for outcome in outcomes:
-            if outcome.check_id not in self.deadlines:
+            # A shard given up while this sweep ran is no longer ours.
+            if outcome.check_id not in self.deadlines and outcome.shard in self.owned:
                 self.schedule(outcome.check_id, outcome.deadline)
             if outcome.flip is not None:
                 flips.append(outcome.flip)
@@ -166,43 +195,59 @@ class Shard:
 
 
 class Sweepers:
-    """The set of shards this process runs; a check goes to shard % count."""
+    """The sweepers of this process; shard number k goes to sweeper k % count.
+
+    Only the shards this process owns are swept: news about a check of any
+    other shard is ignored, as its owner hears of it.
+    """
 
     def __init__(self, store: Store, count: int, on_flips: FlipListener) -> None:
-        self.shards = [Shard(i, store, on_flips) for i in range(count)]
+        self.owned: set[int] = set()
+        self.shards = [Shard(i, store, on_flips, self.owned) for i in range(count)]
         self._tasks: list[asyncio.Task[None]] = []
 
     def shard_for(self, shard: int) -> Shard:
         return self.shards[shard % len(self.shards)]
 
     def schedule(self, shard: int, check_id: str, deadline: float | None) -> None:
-        self.shard_for(shard).schedule(check_id, deadline)
+        if shard in self.owned:
+            self.shard_for(shard).schedule(check_id, deadline)
+
+    def schedule_earlier(self, shard: int, check_id: str, deadline: float) -> None:
+        if shard in self.owned:
+            self.shard_for(shard).schedule_earlier(check_id, deadline)
+
+    def own(self, shards: list[int]) -> None:
+        self.owned.update(shards)
+
+    def disown(self, shards: list[int]) -> None:
+        gone = set(shards)
+        self.owned.difference_update(gone)
+        for sweeper in self.shards:
+            sweeper.forget(gone)
 
     def load(
-        self,
-        deadlines: list[tuple[str, int, float, float]],
-        started: float,
-        offline_since: float | None,
+        self, deadlines: list[tuple[str, int, float, float]], window: OfflineWindow
     ) -> int:
-        """Fill the heaps at start-up; return how many were held back.
+        """Add the deadlines of newly owned shards; return how many were held back.
 
-        A check is held back one grace period from start-up when its deadline
-        fell while serverlord was not running, or when its ping fell due then:
-        the job may have pinged while nobody listened.
+        A check is held back one grace period from the end of the offline
+        window when its ping fell due or its deadline fell in it: the job may
+        have pinged while nobody listened.
         """
         held = 0
         for check_id, shard, deadline, grace in deadlines:
-            target = self.shard_for(shard)
-            due = deadline - grace
-            fell_due_offline = due < started and (
-                offline_since is None or due >= offline_since
-            )
-            if deadline > started and not fell_due_offline:
-                target.schedule(check_id, deadline)
+            if shard not in self.owned:
                 continue
-            offline = _Offline(started + grace, offline_since, started)
-            target.hold_back(check_id, deadline, offline)
-            held += 1
+            target = self.shard_for(shard)
+            if window.covers(deadline - grace, deadline):
+                if check_id not in target.deadlines:
+                    offline = _Offline(window.until + grace, window.since, window.until)
+                    target.hold_back(check_id, deadline, offline)
+                    held += 1
+                continue
+            # A ping since the shard was taken may know better, or worse.
+            target.schedule_earlier(check_id, deadline)
         return held
 
     def heap_sizes(self) -> list[int]:

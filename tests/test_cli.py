@@ -381,6 +381,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9123", 9123),
     "shards": ("3", 3),
+    "workers": ("4", 4),
     "base_url": ("https://cron.example.org", "https://cron.example.org"),
     "ping_body_limit": ("512", 512),
     "ping_body_cap": ("200000", 200_000),

@@ -385,9 +385,9 @@ async def test_deadlines_and_heartbeat_are_read_back(store: Store) -> None:
     await store.record_ping(ping(check, received=received))
     await store.heartbeat(1234.5)
 
-    [(check_id, deadline, grace)] = await store.load_deadlines()
+    [(check_id, shard, deadline, grace)] = await store.load_deadlines()
 
-    assert (check_id, grace) == (check.id, 30)
+    assert (check_id, shard, grace) == (check.id, check.shard, 30)
     assert deadline == pytest.approx(received + 90)
     assert await store.last_heartbeat() == 1234.5
     assert await store.count_checks() == 2

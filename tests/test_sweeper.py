@@ -235,8 +235,9 @@ async def start_server(settings: Settings, store: Store) -> tuple[Server, float]
 async def test_a_deadline_missed_while_offline_waits_one_grace_from_start_up(
     settings: Settings, store: Store
 ) -> None:
+    # Its deadline fell 5 minutes ago; serverlord was last alive 10 ago.
     now = time.time()
-    check = await add(store, status=UP, last_ping=now - 2 * DAY, grace=1)
+    check = await add(store, status=UP, last_ping=now - DAY - 301, grace=1)
     offline_from = now - 600
     await store.heartbeat(offline_from)
 
@@ -254,6 +255,26 @@ async def test_a_deadline_missed_while_offline_waits_one_grace_from_start_up(
     assert flip.at == pytest.approx(flip.offline_until + 1)
     assert flip.detected >= flip.at
     assert flip.detected - flip.at < LAG
+
+
+async def test_a_deadline_missed_while_serverlord_was_watching_flips_at_once(
+    settings: Settings, store: Store
+) -> None:
+    # A day ago serverlord was alive and should have flipped it (it died just
+    # before the flip was stored): nobody can have pinged unheard then.
+    now = time.time()
+    check = await add(store, status=UP, last_ping=now - 2 * DAY, grace=1)
+    await store.heartbeat(now - 600)
+
+    server, started = await start_server(settings, store)
+    try:
+        flip = await down_flip(store, check)
+    finally:
+        await server.stop()
+
+    assert flip.reason == MISSED
+    assert flip.at == pytest.approx(now - DAY + 1, abs=0.1)
+    assert flip.detected - started < LAG
 
 
 async def test_a_ping_that_fell_due_while_offline_waits_one_grace_from_start_up(
@@ -279,7 +300,7 @@ async def test_a_check_pinged_while_held_back_after_start_up_stays_up(
     settings: Settings, store: Store
 ) -> None:
     now = time.time()
-    check = await add(store, status=UP, last_ping=now - 2 * DAY, grace=1.5)
+    check = await add(store, status=UP, last_ping=now - DAY - 300, grace=1.5)
     await store.heartbeat(now - 600)
 
     server, started = await start_server(settings, store)
@@ -320,7 +341,7 @@ async def test_a_run_too_long_while_offline_says_when_serverlord_was_offline(
         store,
         status=UP,
         last_ping=now - HOUR,
-        last_start=now - 2 * HOUR,
+        last_start=now - 400,
         grace=1,
         max_runtime=60,
     )

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from serverlord.channels import AttemptResult, Channel, Delivery
 from serverlord.checks import Check, Flip
+from serverlord.ownership import Ownership
 from serverlord.pings import Ping
 
 PINGS_KEPT = 100
@@ -103,8 +104,15 @@ class Store(Protocol):
 
     async def recent_flips(self, check_id: str, limit: int) -> list[Flip]: ...
 
-    async def load_deadlines(self) -> list[tuple[str, float, float]]:
-        """Every pending deadline as (check id, deadline, grace)."""
+    async def load_deadlines(
+        self, shards: list[int] | None = None
+    ) -> list[tuple[str, int, float, float]]:
+        """The pending deadlines of these shards (None: all) as (check id,
+        shard, deadline, grace)."""
+        ...
+
+    def ownership(self) -> Ownership:
+        """How a server on this store comes to own shards to sweep."""
         ...
 
     async def changes_since(self, cursor: int) -> tuple[int, list[str]]: ...

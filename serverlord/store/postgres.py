@@ -21,6 +21,7 @@ import asyncpg
 
 from serverlord.channels import AttemptResult, Channel, Delivery
 from serverlord.checks import Check, Flip
+from serverlord.ownership import Ownership
 from serverlord.pings import Ping
 from serverlord.store.base import (
     ConflictError,
@@ -85,6 +86,12 @@ MIGRATIONS_LOCK = 1
 # connection exceptions, insufficient resources, operator intervention (a
 # shutdown), system errors and internal errors.
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
+_REFUSED = (
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidCatalogNameError,
+)
+"""Log-in refusals: a wrong user, password or database name."""
 
 
 async def migrate(conn: Connection) -> list[int]:
@@ -422,6 +429,9 @@ class PostgresStore:
                 # than it ever saves.
                 server_settings={"application_name": "serverlord", "jit": "off"},
             )
+        except (*_REFUSED, ValueError) as exc:
+            # Trying again changes nothing until someone fixes the settings.
+            raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailableError(
                 f"cannot connect to {self.description}: {exc}"
@@ -432,7 +442,8 @@ class PostgresStore:
                     await migrate(conn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await pool.close()
-            raise StoreError(f"cannot migrate {self.description}: {exc}") from exc
+            error = StoreUnavailableError if _unavailable(exc) else StoreError
+            raise error(f"cannot migrate {self.description}: {exc}") from exc
         except BaseException:
             await pool.close()
             raise
@@ -440,10 +451,8 @@ class PostgresStore:
         self._writer = _Writer(pool)
 
     def lock_for_server(self) -> None:
-        """Nothing to claim yet: one server per database is the operator's rule.
-
-        Shards owned through advisory locks will let several servers share it.
-        """
+        """Nothing to claim: servers share the database, each sweeping the
+        shards it holds advisory locks on (see ``ownership``)."""
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -571,9 +580,19 @@ class PostgresStore:
         rows = await self._fetch(Q["recent_flips"], shard, check_id, limit)
         return [flip_from_row(row) for row in rows]
 
-    async def load_deadlines(self) -> list[tuple[str, float, float]]:
-        rows = await self._fetch(Q["load_deadlines"])
-        return [(row[0], row[1], row[2]) for row in rows]
+    async def load_deadlines(
+        self, shards: list[int] | None = None
+    ) -> list[tuple[str, int, float, float]]:
+        if shards is None:
+            rows = await self._fetch(Q["load_deadlines"])
+        else:
+            rows = await self._fetch(Q["load_shard_deadlines"], shards)
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    def ownership(self) -> Ownership:
+        from serverlord.store.postgres_ownership import PostgresOwnership
+
+        return PostgresOwnership(self.dsn, self.description)
 
     async def changes_since(self, cursor: int) -> tuple[int, list[str]]:
         rows = await self._fetch(Q["changes_since"], cursor)

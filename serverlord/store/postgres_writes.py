@@ -58,6 +58,12 @@ LOCK_SPACE = 0x534C4F52
 """First key of serverlord's advisory locks ("SLOR"); the second names the lock."""
 CHANGES_LOCK = 2
 """Key of the lock that orders the change feed (see ``insert_change``)."""
+SHARD_SPACE = LOCK_SPACE + 1
+"""First key of the lock that owns a shard; the second is the shard."""
+DEADLINES_CHANNEL = "serverlord_deadlines"
+"""Told of each deadline that moved earlier: "<shard> <check id> <deadline>"."""
+CHANGES_CHANNEL = "serverlord_changes"
+"""Told that the change feed has new rows."""
 NO_CHECK_SHARD = 0
 """The shard of a delivery that belongs to no check, like a channel test."""
 
@@ -127,6 +133,17 @@ class _Batch:
     messages: list[_Message] = field(default_factory=list)
     stale_reminders: dict[str, int] = field(default_factory=dict)
     """Checks whose pending reminders are dropped, with their shards."""
+    moved: list[str] = field(default_factory=list)
+    """Deadlines moved earlier, for the owners of their shards to hear of."""
+
+    def note_deadline(
+        self, check: Check, before: float | None, after: float | None
+    ) -> None:
+        # The owner of the shard may be another process: a deadline that
+        # moved later it finds when the old one fires, an earlier one it must
+        # be told of, or it would notice too late.
+        if after is not None and (before is None or after < before):
+            self.moved.append(f"{check.shard} {check.id} {after!r}")
 
     def add_ping(self, check: Check, ping: Ping) -> None:
         self.pings.append(ping_to_params(ping, check.shard))
@@ -161,6 +178,9 @@ class _Batch:
             stale = self.stale_reminders
             await conn.execute(Q["drop_reminders"], list(stale.values()), list(stale))
         await _deliver(conn, self.messages)
+        if self.moved:
+            channels = [DEADLINES_CHANNEL] * len(self.moved)
+            await conn.execute(Q["notify"], channels, self.moved)
 
 
 async def _lock_checks(conn: Connection, check_ids: list[str]) -> dict[str, Check]:
@@ -278,6 +298,7 @@ async def record_pings(
         if check is None:
             applied.append(None)
             continue
+        before = deadline_of(check)
         flip = apply_ping(check, ping)
         batch.saved[check.id] = check
         batch.add_ping(check, ping)
@@ -289,6 +310,7 @@ async def record_pings(
                 message.last_body, message.body_known = ping.body, True
         deadline = deadline_of(check)
         at = None if deadline is None else deadline.at
+        batch.note_deadline(check, None if before is None else before.at, at)
         applied.append((check, at, flip, message))
     await batch.write(conn)
 
@@ -342,6 +364,7 @@ async def _insert_change(conn: Connection, check: Check | str) -> None:
     check_id = check if isinstance(check, str) else check.id
     await conn.execute(Q["lock"], LOCK_SPACE, CHANGES_LOCK)
     await conn.execute(Q["insert_change"], shard_of(check_id), check_id)
+    await conn.execute(Q["notify"], [CHANGES_CHANNEL], [""])
 
 
 async def add_check(conn: Connection, check: Check) -> None:

@@ -29,6 +29,7 @@ from serverlord.channels import (
     Delivery,
 )
 from serverlord.checks import Check, Flip, deadline_of
+from serverlord.ownership import Ownership, SoleOwnership
 from serverlord.pings import Ping, apply_ping
 from serverlord.store import writes
 from serverlord.store.base import (
@@ -421,9 +422,19 @@ class SqliteStore:
         rows = await self._query(Q["recent_flips"], (check_id, limit))
         return [flip_from_row(row) for row in rows]
 
-    async def load_deadlines(self) -> list[tuple[str, float, float]]:
+    async def load_deadlines(
+        self, shards: list[int] | None = None
+    ) -> list[tuple[str, int, float, float]]:
         rows = await self._query(Q["load_deadlines"], ())
-        return [(row[0], row[1], row[2]) for row in rows]
+        wanted = None if shards is None else set(shards)
+        return [
+            (row[0], row[1], row[2], row[3])
+            for row in rows
+            if wanted is None or row[1] in wanted
+        ]
+
+    def ownership(self) -> Ownership:
+        return SoleOwnership(self.last_heartbeat)
 
     async def changes_since(self, cursor: int) -> tuple[int, list[str]]:
         rows = await self._query(Q["changes_since"], (cursor,))

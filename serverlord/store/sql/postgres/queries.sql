@@ -132,7 +132,11 @@ WHERE shard = $1 AND check_id = $2
 ORDER BY id DESC LIMIT $3;
 
 -- name: load_deadlines
-SELECT id, deadline, grace FROM checks WHERE deadline IS NOT NULL;
+SELECT id, shard, deadline, grace FROM checks WHERE deadline IS NOT NULL;
+
+-- name: load_shard_deadlines
+SELECT id, shard, deadline, grace FROM checks
+WHERE shard = ANY($1::integer[]) AND deadline IS NOT NULL;
 
 -- name: count_checks
 SELECT count(*) FROM checks;
@@ -292,3 +296,27 @@ JOIN deliveries
 JOIN channels ON channels.id = deliveries.channel_id
 WHERE deliveries.shard = $1 AND deliveries.check_id = $2
 ORDER BY attempts.id DESC LIMIT $3;
+
+-- Shard ownership: session advisory locks on the ownership connection.
+
+-- name: session_lock
+SELECT pg_advisory_lock($1::integer, $2::integer);
+
+-- name: advisory_locks
+-- The advisory locks granted in this database under the given key spaces,
+-- whoever holds them: (space, key).
+SELECT classid::bigint AS space, objid::bigint AS key FROM pg_locks
+WHERE locktype = 'advisory' AND objsubid = 2 AND granted
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND classid::bigint = ANY($1::bigint[]);
+
+-- name: try_shards
+SELECT key FROM unnest($2::integer[]) AS key
+WHERE pg_try_advisory_lock($1::integer, key);
+
+-- name: unlock_shards
+SELECT pg_advisory_unlock($1::integer, key) FROM unnest($2::integer[]) AS key;
+
+-- name: notify
+SELECT pg_notify(channel, payload)
+FROM unnest($1::text[], $2::text[]) AS sent (channel, payload);

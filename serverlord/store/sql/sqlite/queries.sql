@@ -66,7 +66,7 @@ SELECT * FROM flips WHERE check_id = ? ORDER BY id DESC LIMIT ?;
 SELECT * FROM flips WHERE id > ? ORDER BY id LIMIT ?;
 
 -- name: load_deadlines
-SELECT id, deadline, grace FROM checks WHERE deadline IS NOT NULL;
+SELECT id, shard, deadline, grace FROM checks WHERE deadline IS NOT NULL;
 
 -- name: count_checks
 SELECT count(*) FROM checks;
