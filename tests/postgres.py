@@ -154,6 +154,24 @@ class Cluster:
         finally:
             await admin.close()
 
+    def halt(self, mode: str = "fast") -> None:
+        """Shut the server down, keeping its data and port for ``resume``."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(START_TIMEOUT),
+            "start",
+        )
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
