@@ -41,7 +41,8 @@ from serverlord.channels import (
 )
 from serverlord.config import Settings
 from serverlord.durations import format_duration
-from serverlord.store.base import Store
+from serverlord.store.base import Store, StoreError
+from serverlord.trouble import Trouble
 
 __all__ = ["Notifier", "Sent", "retry_at", "send_message"]
 
@@ -159,16 +160,22 @@ class Notifier:
             )
         if release_claims:
             await self._release_claims()
+        trouble = Trouble(log, "notifier cannot read the outbox", "outbox_failed")
         while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self._claim_and_send()
+            except StoreError as exc:
+                trouble.failed(exc)
+                delay = ERROR_PAUSE
             except Exception:
                 log.exception(
                     "notifier could not read the outbox; trying again shortly",
                     extra={"action": "outbox_failed"},
                 )
                 delay = ERROR_PAUSE
+            else:
+                trouble.ok()
             await self._sleep(delay)
 
     async def _release_claims(self) -> None:

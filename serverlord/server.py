@@ -24,6 +24,7 @@ from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
 from serverlord.store import Store, StoreError, StoreUnavailableError, open_store
 from serverlord.sweeper import Sweepers
+from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +131,18 @@ class Server:
         self._changed.set()
 
     async def _beat(self) -> None:
+        trouble = Trouble(log, "heartbeat not stored", "heartbeat_failed")
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
             try:
                 await self.store.heartbeat(time.time())
             except StoreError as exc:
-                log.warning(
-                    "heartbeat not stored: %s",
-                    exc,
-                    extra={"action": "heartbeat_failed"},
-                )
+                trouble.failed(exc)
+            else:
+                trouble.ok()
 
     async def _follow_changes(self) -> None:
+        trouble = Trouble(log, "could not read changes", "changes_failed")
         while True:
             # Told at once where the store can tell; read every so often anyway.
             with contextlib.suppress(TimeoutError):
@@ -151,11 +152,9 @@ class Server:
             try:
                 await self.apply_changes()
             except StoreError as exc:
-                log.warning(
-                    "could not read changes: %s",
-                    exc,
-                    extra={"action": "changes_failed"},
-                )
+                trouble.failed(exc)
+            else:
+                trouble.ok()
 
     async def apply_changes(self) -> None:
         """Have the sweepers confirm the checks that other processes edited.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from serverlord.checks import Flip, shard_of
 from serverlord.ownership import OfflineWindow
 from serverlord.store.base import Due, Store, StoreError, SweepOutcome
+from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class Shard:
         self.store = store
         self.on_flips = on_flips
         self.owned = owned
+        self._trouble = Trouble(
+            log, f"sweeper {index} cannot confirm due checks", "sweep_failed"
+        )
         self.heap: list[tuple[float, float, str]] = []
         self.deadlines: dict[str, float] = {}
         self.offline: dict[str, _Offline] = {}
@@ -159,16 +163,11 @@ class Shard:
         try:
             outcomes = await self.store.sweep(due, time.time())
         except StoreError as exc:
-            log.error(
-                "shard %d could not confirm %d due checks: %s",
-                self.index,
-                len(due),
-                exc,
-                extra={"action": "sweep_failed", "shard": self.index},
-            )
+            self._trouble.failed(exc, logging.ERROR)
             await asyncio.sleep(RETRY_AFTER)
             self._requeue(due)
             return
+        self._trouble.ok()
         self._apply(outcomes)
 
     def _requeue(self, due: list[Due]) -> None:

@@ -50,6 +50,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     """SERVERLORD_* variables the server gets; none other is passed on."""
+    args: list[str] = field(default_factory=list)
+    """More arguments of ``serve``."""
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -73,6 +75,7 @@ class ServerProcess:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir),
+                *self.args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

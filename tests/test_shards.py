@@ -24,8 +24,6 @@ from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.test_sweeper import DAY, HOUR, LAG, add, down_flip, eventually, flips_of
 
-pytest_plugins = ("tests.postgres",)
-
 HANDOVER = 5.0
 """Longest accepted time for a server to take over the shards of another."""
 

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     # pytest from rewriting its asserts.
     from tests.postgres import Cluster
 
-pytest_plugins = ("tests.postgres",)
-
 
 @pytest.fixture
 async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:

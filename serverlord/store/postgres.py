@@ -56,6 +56,7 @@ from serverlord.store.rows import (
     flip_from_row,
     ping_from_row,
 )
+from serverlord.trouble import Trouble
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -179,6 +180,7 @@ class _Writer:
         self._closing = False
         self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
         self._committing = False
+        self._trouble = Trouble(log, "postgresql writes fail", "store_write_failed")
         self._task = asyncio.create_task(self._run(), name="serverlord-pg-writer")
 
     def submit(self, item: _Item) -> None:
@@ -253,6 +255,7 @@ class _Writer:
                 self._fail_all(segments, exc)
                 return
             self.batches += 1
+            self._trouble.ok()
             _resolve(outcomes)
             return
 
@@ -302,12 +305,7 @@ class _Writer:
         return [*rest, *after]
 
     def _fail_all(self, segments: list[list[_Item]], exc: BaseException) -> None:
-        log.error(
-            "postgresql write of %d operations failed: %s",
-            sum(len(segment) for segment in segments),
-            exc,
-            extra={"action": "store_write_failed"},
-        )
+        self._trouble.failed(exc, logging.ERROR)
         error = StoreUnavailableError(str(exc) or type(exc).__name__)
         _resolve([(item, None, error) for segment in segments for item in segment])
 
@@ -418,17 +416,42 @@ class PostgresStore:
         return 0 if self._writer is None else self._writer.batches
 
     async def open(self) -> None:
+        pool = asyncpg.create_pool(
+            self.dsn,
+            # A floor would make the pool reconnect in the background,
+            # logging a traceback each time, while the database is away.
+            min_size=0,
+            max_size=max(2, self.pool_size),
+            command_timeout=self.command_timeout,
+            timeout=CONNECT_TIMEOUT,
+            # Short statements on few rows: JIT compiling them costs more
+            # than it ever saves.
+            server_settings={"application_name": "serverlord", "jit": "off"},
+        )
         try:
-            pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=2,
-                max_size=max(2, self.pool_size),
-                command_timeout=self.command_timeout,
-                timeout=CONNECT_TIMEOUT,
-                # Short statements on few rows: JIT compiling them costs more
-                # than it ever saves.
-                server_settings={"application_name": "serverlord", "jit": "off"},
-            )
+            conn = await self._first_connection(pool)
+            try:
+                if self.auto_migrate:
+                    await migrate(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                error = StoreUnavailableError if _unavailable(exc) else StoreError
+                raise error(f"cannot migrate {self.description}: {exc}") from exc
+            finally:
+                await pool.release(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        self._writer = _Writer(pool)
+
+    async def _first_connection(
+        self, pool: asyncpg.Pool
+    ) -> PoolConnectionProxy[asyncpg.Record]:
+        """A connection of the new pool: it says whether the database can be
+        reached, and with which settings."""
+        try:
+            await pool
+            conn: PoolConnectionProxy[asyncpg.Record] = await pool.acquire()
         except (*_REFUSED, ValueError) as exc:
             # Trying again changes nothing until someone fixes the settings.
             raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
@@ -436,19 +459,7 @@ class PostgresStore:
             raise StoreUnavailableError(
                 f"cannot connect to {self.description}: {exc}"
             ) from exc
-        try:
-            if self.auto_migrate:
-                async with pool.acquire() as conn:
-                    await migrate(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            await pool.close()
-            error = StoreUnavailableError if _unavailable(exc) else StoreError
-            raise error(f"cannot migrate {self.description}: {exc}") from exc
-        except BaseException:
-            await pool.close()
-            raise
-        self._pool = pool
-        self._writer = _Writer(pool)
+        return conn
 
     def lock_for_server(self) -> None:
         """Nothing to claim: servers share the database, each sweeping the
