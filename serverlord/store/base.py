@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,6 +13,10 @@ from serverlord.pings import Ping
 
 PINGS_KEPT = 100
 """How many recent pings a check keeps; older ones are pruned as new ones come."""
+
+CommitObserver = Callable[[int, float, bool], None]
+"""Told of each group commit: operations in it, seconds it took, whether it
+committed. Called on the thread that writes, so it must be quick."""
 
 
 class StoreError(Exception):
@@ -80,6 +85,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        """Have ``observer`` told of every group commit from now on."""
+        ...
+
     async def record_ping(self, ping: Ping) -> PingOutcome: ...
 
     async def sweep(self, due: list[Due], now: float) -> list[SweepOutcome]: ...
@@ -99,6 +108,10 @@ class Store(Protocol):
     async def list_checks(self) -> list[Check]: ...
 
     async def count_checks(self) -> int: ...
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many checks have each stored status (new, up, down, paused)."""
+        ...
 
     async def recent_pings(self, check_id: str, limit: int) -> list[Ping]: ...
 

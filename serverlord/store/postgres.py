@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -24,6 +25,7 @@ from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
 from serverlord.store.base import (
+    CommitObserver,
     ConflictError,
     Due,
     PingOutcome,
@@ -180,6 +182,7 @@ class _Writer:
         self._closing = False
         self._conn: PoolConnectionProxy[asyncpg.Record] | None = None
         self._committing = False
+        self.observer: CommitObserver | None = None
         self._trouble = Trouble(log, "postgresql writes fail", "store_write_failed")
         self._task = asyncio.create_task(self._run(), name="serverlord-pg-writer")
 
@@ -228,6 +231,7 @@ class _Writer:
             _resolve([(item, None, exc) for item in batch])
 
     async def _commit_batch(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         segments = _segments(batch)
         retries = reconnects = 0
         while segments:
@@ -241,6 +245,7 @@ class _Writer:
                 if retries <= MAX_RETRIES:
                     continue
                 self._fail_all(segments, exc)
+                self._observe(batch, started, False)
                 return
             except Exception as exc:
                 if not _unavailable(exc):
@@ -253,11 +258,17 @@ class _Writer:
                     reconnects += 1
                     continue
                 self._fail_all(segments, exc)
+                self._observe(batch, started, False)
                 return
             self.batches += 1
+            self._observe(batch, started, True)
             self._trouble.ok()
             _resolve(outcomes)
             return
+
+    def _observe(self, batch: list[_Item], started: float, ok: bool) -> None:
+        if self.observer is not None:
+            self.observer(len(batch), time.perf_counter() - started, ok)
 
     async def _run_segments(
         self, segments: list[list[_Item]]
@@ -409,6 +420,7 @@ class PostgresStore:
         self.auto_migrate = auto_migrate
         self._pool: asyncpg.Pool | None = None
         self._writer: _Writer | None = None
+        self._observer: CommitObserver | None = None
 
     @property
     def batches(self) -> int:
@@ -443,6 +455,7 @@ class PostgresStore:
             raise
         self._pool = pool
         self._writer = _Writer(pool)
+        self._writer.observer = self._observer
 
     async def _first_connection(
         self, pool: asyncpg.Pool
@@ -480,6 +493,11 @@ class PostgresStore:
                     extra={"action": "store_close_timeout"},
                 )
                 pool.terminate()
+
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        self._observer = observer
+        if self._writer is not None:
+            self._writer.observer = observer
 
     # Writes: each is one item of a group-committed batch.
 
@@ -576,6 +594,10 @@ class PostgresStore:
 
     async def count_checks(self) -> int:
         return int(await self._fetchval(Q["count_checks"]))
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._fetch(Q["count_by_status"])
+        return {row[0]: int(row[1]) for row in rows}
 
     async def recent_pings(self, check_id: str, limit: int) -> list[Ping]:
         shard = shard_or_none(check_id)

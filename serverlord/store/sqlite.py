@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,7 @@ from serverlord.store import writes
 from serverlord.store.base import (
     ChannelNotFoundError,
     CheckNotFoundError,
+    CommitObserver,
     ConflictError,
     Due,
     PingOutcome,
@@ -133,6 +135,7 @@ class _Writer(threading.Thread):
         self.queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = (
             queue.SimpleQueue()
         )
+        self.observer: CommitObserver | None = None
 
     def submit(self, op: Operation) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -167,6 +170,7 @@ class _Writer(threading.Thread):
 
     def _commit(self, batch: list[tuple[Operation, Any]]) -> None:
         outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             for index, (op, future) in enumerate(batch):
@@ -181,6 +185,8 @@ class _Writer(threading.Thread):
                     self._drop_and_retry(batch, index, exc)
                     return
             self.conn.execute("COMMIT")
+            if self.observer is not None:
+                self.observer(len(batch), time.perf_counter() - started, True)
         except sqlite3.Error as exc:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
@@ -192,6 +198,8 @@ class _Writer(threading.Thread):
             )
             error = StoreUnavailableError(str(exc))
             outcomes = [(future, None, error) for _, future in batch]
+            if self.observer is not None:
+                self.observer(len(batch), time.perf_counter() - started, False)
         _resolve_all(outcomes)
 
     def _drop_and_retry(
@@ -261,6 +269,7 @@ class SqliteStore:
         self.synchronous = synchronous
         self.description = f"sqlite:///{path}"
         self._writer: _Writer | None = None
+        self._observer: CommitObserver | None = None
         self._lock: IO[str] | None = None
         self._reader: sqlite3.Connection | None = None
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="serverlord-sqlite-read")
@@ -270,6 +279,7 @@ class SqliteStore:
         conn = await asyncio.to_thread(connect, self.path, synchronous=self.synchronous)
         await asyncio.to_thread(migrate, conn)
         self._writer = _Writer(conn)
+        self._writer.observer = self._observer
         self._writer.start()
         self._reader = await self._read(connect, self.path)
 
@@ -300,6 +310,11 @@ class SqliteStore:
             await self._read(self._reader.close)
             self._reader = None
         self._reads.shutdown(wait=True)
+
+    def observe_commits(self, observer: CommitObserver | None) -> None:
+        self._observer = observer
+        if self._writer is not None:
+            self._writer.observer = observer
 
     # Writes: each is one operation of a group-committed batch.
 
@@ -413,6 +428,10 @@ class SqliteStore:
         row = await self._query_one(Q["count_checks"], ())
         assert row is not None
         return int(row[0])
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self._query(Q["count_by_status"], ())
+        return {row[0]: int(row[1]) for row in rows}
 
     async def recent_pings(self, check_id: str, limit: int) -> list[Ping]:
         rows = await self._query(Q["recent_pings"], (check_id, limit))

@@ -141,6 +141,9 @@ WHERE shard = ANY($1::integer[]) AND deadline IS NOT NULL;
 -- name: count_checks
 SELECT count(*) FROM checks;
 
+-- name: count_by_status
+SELECT status, count(*) FROM checks GROUP BY status;
+
 -- name: insert_change
 INSERT INTO changes (shard, check_id) VALUES ($1, $2);
 

@@ -71,6 +71,9 @@ SELECT id, shard, deadline, grace FROM checks WHERE deadline IS NOT NULL;
 -- name: count_checks
 SELECT count(*) FROM checks;
 
+-- name: count_by_status
+SELECT status, count(*) FROM checks GROUP BY status;
+
 -- name: insert_change
 INSERT INTO changes (check_id) VALUES (?);
 
