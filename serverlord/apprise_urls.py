@@ -22,7 +22,7 @@ from apprise import NotifyBase
 
 from serverlord.channels import ChannelError
 
-__all__ = ["apprise_log", "describe_url", "load_plugins", "plugin_for"]
+__all__ = ["apprise_log", "describe_url", "load_plugins", "plugin_for", "service_kind"]
 
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -88,6 +88,21 @@ def describe_url(url: str) -> tuple[str, str]:
     plugin = _instantiate(url, explain=True)
     masked: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
     return _kind(plugin), _hide_extras(masked)
+
+
+def service_kind(url: str) -> str:
+    """The service kind of a URL, as ``describe_url`` names it, without
+    parsing the URL; ``unknown`` for a scheme Apprise does not know."""
+    match = _SCHEME.match(url)
+    return "unknown" if match is None else _scheme_kind(match.group(1).lower())
+
+
+@functools.lru_cache(maxsize=256)
+def _scheme_kind(scheme: str) -> str:
+    registry = _registry()
+    if scheme not in registry:
+        return "unknown"
+    return _kind(registry[scheme])
 
 
 def _hide_extras(url: str) -> str:
@@ -173,7 +188,7 @@ def _registry() -> Any:
     return apprise.NotificationManager()  # type: ignore[no-untyped-call]
 
 
-def _kind(plugin: NotifyBase) -> str:
+def _kind(plugin: NotifyBase | type[NotifyBase]) -> str:
     for names in (plugin.protocol, plugin.secure_protocol):
         if isinstance(names, str) and names:
             return names.lower()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import re
 import socket
@@ -184,14 +183,9 @@ def _common(parser: argparse.ArgumentParser, handler: Callable[..., Any]) -> Non
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serverlord.server import bind, serve
+    from serverlord.telemetry import logs
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Their debug lines quote channel URLs and request lines, secrets included.
-    for chatty in ("apprise", "urllib3"):
-        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLogger().level))
+    logs.configure(settings.log_level, settings.log_format)
     if settings.workers == 1:
         try:
             _run_loop(serve(settings))

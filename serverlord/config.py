@@ -122,6 +122,16 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _ratio(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -204,6 +214,12 @@ class Settings:
         flag_type=_choice("debug", "info", "warning", "error"),
         metavar="LEVEL",
     )
+    log_format: str = _setting(
+        "log lines as json, text, or auto: JSON unless stderr is a terminal",
+        "auto",
+        flag_type=_choice("auto", "json", "text"),
+        metavar="FORMAT",
+    )
     notify_timeout: float = _setting(
         "how long one attempt to deliver an alert may take",
         10,
@@ -230,6 +246,25 @@ class Settings:
         86400,
         flag_type=_seconds,
         metavar="DURATION",
+    )
+    metrics: bool = _setting(
+        "keep metrics: served at /metrics, and sent through OTLP/HTTP when "
+        "OTEL_EXPORTER_OTLP_ENDPOINT is set",
+        True,
+        flag_type=_flag,
+        metavar="BOOL",
+    )
+    metrics_token: str = _setting(
+        "bearer token that /metrics asks for (default: none asked; "
+        "prefer the environment variable to the flag)",
+        "",
+        metavar="TOKEN",
+    )
+    trace_pings: float = _setting(
+        "share of pings traced, 0 to 1, when traces go out through OTLP",
+        0.0,
+        flag_type=_ratio,
+        metavar="RATIO",
     )
 
     def resolved_data_dir(self) -> Path:

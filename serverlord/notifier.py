@@ -42,6 +42,7 @@ from serverlord.channels import (
 from serverlord.config import Settings
 from serverlord.durations import format_duration
 from serverlord.store.base import Store, StoreError
+from serverlord.telemetry import NO_TELEMETRY, Telemetry
 from serverlord.trouble import Trouble
 
 __all__ = ["Notifier", "Sent", "retry_at", "send_message"]
@@ -100,9 +101,12 @@ def retry_at(
 class Notifier:
     """Delivers the outbox of ``store`` until stopped."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, telemetry: Telemetry = NO_TELEMETRY
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.telemetry = telemetry
         self._busy = 0
         """Deliveries claimed whose attempt has no result yet."""
         self._threads: Counter[str] = Counter()
@@ -260,13 +264,15 @@ class Notifier:
     # One delivery.
 
     async def _deliver(self, delivery: Delivery) -> None:
-        try:
-            result = await self._attempt(delivery)
-        finally:
-            self._busy -= 1
-            self._wake.set()
-        self._log(delivery, result)
-        await self._record(delivery, result)
+        with self.telemetry.delivering(delivery) as delivered:
+            try:
+                result = await self._attempt(delivery)
+            finally:
+                self._busy -= 1
+                self._wake.set()
+            delivered(result)
+            self._log(delivery, result)
+            await self._record(delivery, result)
 
     def _thread_done(self, channel_id: str) -> None:
         self._threads[channel_id] -= 1

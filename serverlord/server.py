@@ -24,6 +24,7 @@ from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
 from serverlord.store import Store, StoreError, StoreUnavailableError, open_store
 from serverlord.sweeper import Sweepers
+from serverlord.telemetry import NO_TELEMETRY, Telemetry
 from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,15 @@ must allow it)."""
 class Server:
     """One serverlord process: store, sweepers, HTTP and housekeeping tasks."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, telemetry: Telemetry = NO_TELEMETRY
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.sweepers = Sweepers(store, settings.shards, self.on_flips)
-        self.notifier = Notifier(store, settings)
+        self.telemetry = telemetry
+        self.sweepers = Sweepers(store, settings.shards, self.on_flips, telemetry)
+        self.notifier = Notifier(store, settings, telemetry)
+        store.observe_commits(telemetry.commits(store.description.split(":")[0]))
         self.ownership = store.ownership()
         self.change_cursor = 0
         self._changed = asyncio.Event()
@@ -62,6 +67,7 @@ class Server:
     def on_flips(self, flips: list[Flip], notify: bool) -> None:
         if notify:
             self.notifier.wake()
+        self.telemetry.flips(flips, time.time())
         for flip in flips:
             log.info(
                 "check %s is %s (was %s): %s",
@@ -84,6 +90,7 @@ class Server:
         await self.ownership.join()
         await self.store.heartbeat(time.time())
         self.sweepers.start()
+        self.telemetry.watch(self.sweepers.heap_sizes, self.store.count_by_status)
         await self.ownership.start(self)
         self.notifier.start(release_claims=self.ownership.alone())
         self._tasks = [
@@ -252,6 +259,7 @@ async def serve(
     """
     import uvicorn
 
+    from serverlord import telemetry as telemetry_setup
     from serverlord.http.app import create_app
     from serverlord.http.ping import PingService
 
@@ -259,26 +267,34 @@ async def serve(
     if sock is None:
         sock = bind(settings.host, settings.port)
     stop = _stop_event()
+    telemetry = telemetry_setup.start(settings, worker)
     try:
-        started = await _start(settings, stop)
+        started = await _start(settings, stop, telemetry)
     except BaseException:
         if own_socket:
             sock.close()
+        await telemetry.stop()
         raise
     if started is None:
         if own_socket:
             sock.close()
+        await telemetry.stop()
         log.info("serverlord stopped", extra={"action": "serve_stop"})
         return
     server, count = started
     store = server.store
     try:
         service = PingService(
-            server.ingest, settings.ping_body_limit, settings.trusted_proxy
+            server.ingest,
+            settings.ping_body_limit,
+            settings.trusted_proxy,
+            meter=telemetry.pings,
         )
         app = create_app(service, settings.ping_body_cap)
+        for handler in [*telemetry.route_handlers(), *_project_metrics(store)]:
+            app.register(handler)
         config = uvicorn.Config(
-            app,
+            telemetry.wrap(app),
             http="httptools",
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
@@ -289,6 +305,8 @@ async def serve(
             limit_concurrency=MAX_CONNECTIONS,
             access_log=False,
             log_level="warning",
+            # uvicorn's records go through serverlord's handler and format.
+            log_config=None,
             server_header=False,
         )
         http = _http_server_class()(config)
@@ -302,9 +320,26 @@ async def serve(
     finally:
         await server.stop()
         await store.close()
+        await telemetry.stop()
         if own_socket:
             sock.close()
         log.info("serverlord stopped", extra={"action": "serve_stop"})
+
+
+def _project_metrics(store: Store) -> list[Any]:
+    """The per-project check metrics routes.
+
+    serverlord has no API keys yet, so every key is refused; once projects
+    and their keys exist, the lookup finds the key's project and whether it
+    is read-only, and the checks are that project's.
+    """
+    from serverlord.telemetry.http import project_metrics_routes
+    from serverlord.telemetry.projects import no_keys
+
+    async def checks(project: str) -> list[Any]:
+        return []
+
+    return project_metrics_routes(no_keys, checks)
 
 
 def _stop_event() -> asyncio.Event:
@@ -316,7 +351,9 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Server, int] | None:
+async def _start(
+    settings: Settings, stop: asyncio.Event, telemetry: Telemetry
+) -> tuple[Server, int] | None:
     """Open the store and start the server, trying again while the database
     cannot be reached; None when stopped first."""
     delay = RETRY_FIRST
@@ -326,7 +363,7 @@ async def _start(settings: Settings, stop: asyncio.Event) -> tuple[Server, int] 
         try:
             store.lock_for_server()
             await store.open()
-            server = Server(settings, store)
+            server = Server(settings, store, telemetry)
             return server, await server.start()
         except StoreUnavailableError as exc:
             if server is not None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from serverlord.checks import Flip, shard_of
 from serverlord.ownership import OfflineWindow
 from serverlord.store.base import Due, Store, StoreError, SweepOutcome
+from serverlord.telemetry import NO_TELEMETRY, Telemetry
 from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,18 @@ class Shard:
     """
 
     def __init__(
-        self, index: int, store: Store, on_flips: FlipListener, owned: set[int]
+        self,
+        index: int,
+        store: Store,
+        on_flips: FlipListener,
+        owned: set[int],
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self.index = index
         self.store = store
         self.on_flips = on_flips
         self.owned = owned
+        self.telemetry = telemetry
         self._trouble = Trouble(
             log, f"sweeper {index} cannot confirm due checks", "sweep_failed"
         )
@@ -160,15 +167,17 @@ class Shard:
         return due
 
     async def _confirm(self, due: list[Due]) -> None:
+        started = time.time_ns()
         try:
-            outcomes = await self.store.sweep(due, time.time())
+            outcomes = await self.store.sweep(due, started / 1e9)
         except StoreError as exc:
             self._trouble.failed(exc, logging.ERROR)
             await asyncio.sleep(RETRY_AFTER)
             self._requeue(due)
             return
         self._trouble.ok()
-        self._apply(outcomes)
+        with self.telemetry.sweep(self.index, len(due), outcomes, started):
+            self._apply(outcomes)
 
     def _requeue(self, due: list[Due]) -> None:
         now = time.time()
@@ -200,9 +209,17 @@ class Sweepers:
     other shard is ignored, as its owner hears of it.
     """
 
-    def __init__(self, store: Store, count: int, on_flips: FlipListener) -> None:
+    def __init__(
+        self,
+        store: Store,
+        count: int,
+        on_flips: FlipListener,
+        telemetry: Telemetry = NO_TELEMETRY,
+    ) -> None:
         self.owned: set[int] = set()
-        self.shards = [Shard(i, store, on_flips, self.owned) for i in range(count)]
+        self.shards = [
+            Shard(i, store, on_flips, self.owned, telemetry) for i in range(count)
+        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     def shard_for(self, shard: int) -> Shard:

@@ -388,11 +388,15 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "trusted_proxy": ("yes", True),
     "sqlite_synchronous": ("normal", "normal"),
     "log_level": ("debug", "debug"),
+    "log_format": ("JSON", "json"),
     "notify_timeout": ("30s", 30.0),
     "notify_concurrency": ("4", 4),
     "notify_retry_base": ("1m", 60.0),
     "notify_retry_max": ("2h", 7200.0),
     "notify_retry_for": ("2d", 172800.0),
+    "metrics": ("off", False),
+    "metrics_token": ("s3cret", "s3cret"),
+    "trace_pings": ("0.25", 0.25),
 }
 SETTINGS = [setting.name for setting in fields(Settings)]
 
