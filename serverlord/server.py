@@ -260,8 +260,6 @@ async def serve(
     import uvicorn
 
     from serverlord import telemetry as telemetry_setup
-    from serverlord.http.app import create_app
-    from serverlord.http.ping import PingService
 
     own_socket = sock is None
     if sock is None:
@@ -284,17 +282,8 @@ async def serve(
     server, count = started
     store = server.store
     try:
-        service = PingService(
-            server.ingest,
-            settings.ping_body_limit,
-            settings.trusted_proxy,
-            meter=telemetry.pings,
-        )
-        app = create_app(service, settings.ping_body_cap)
-        for handler in [*telemetry.route_handlers(), *_project_metrics(store)]:
-            app.register(handler)
         config = uvicorn.Config(
-            telemetry.wrap(app),
+            http_app(server),
             http="httptools",
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
@@ -324,6 +313,24 @@ async def serve(
         if own_socket:
             sock.close()
         log.info("serverlord stopped", extra={"action": "serve_stop"})
+
+
+def http_app(server: Server) -> Any:
+    """The ASGI application of a server: pings, health, metrics."""
+    from serverlord.http.app import create_app
+    from serverlord.http.ping import PingService
+
+    settings, telemetry = server.settings, server.telemetry
+    service = PingService(
+        server.ingest,
+        settings.ping_body_limit,
+        settings.trusted_proxy,
+        meter=telemetry.pings,
+    )
+    app = create_app(service, settings.ping_body_cap)
+    for handler in [*telemetry.route_handlers(), *_project_metrics(server.store)]:
+        app.register(handler)
+    return telemetry.wrap(app)
 
 
 def _project_metrics(store: Store) -> list[Any]:

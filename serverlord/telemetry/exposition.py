@@ -73,7 +73,7 @@ def _metric(metric: Metric) -> Iterator[str]:
             bounds = [*point.explicit_bounds, math.inf]
             for bound, count in zip(bounds, point.bucket_counts, strict=True):
                 running += count
-                le = _labels({**labels, "le": _number(bound)})
+                le = _labels({**labels, "le": _number(float(bound))})
                 yield f"{name}_bucket{le} {running}"
             yield f"{name}_sum{_labels(labels)} {_number(point.sum)}"
             yield f"{name}_count{_labels(labels)} {point.count}"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
 from serverlord.telemetry.exposition import CONTENT_TYPE
 from serverlord.telemetry.projects import (
@@ -68,12 +69,12 @@ def project_metrics_routes(
         return Response(text.encode(), media_type=CONTENT_TYPE)
 
     @get("/projects/{project:str}/metrics/{key:str}", include_in_schema=False)
-    async def with_key(project: str, key: str) -> Response[Any]:
+    async def with_key(project: FromPath[str], key: FromPath[str]) -> Response[Any]:
         return await answer(project, key)
 
     @get("/projects/{project:str}/metrics", include_in_schema=False)
     async def with_header(
-        request: Request[Any, Any, Any], project: str
+        request: Request[Any, Any, Any], project: FromPath[str]
     ) -> Response[Any]:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         given = key.strip() if scheme.lower() == "bearer" else None
