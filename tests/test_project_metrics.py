@@ -36,7 +36,7 @@ NOW = time.time()
 
 def check(name: str, **fields: object) -> Check:
     return Check(
-        id=str(uuid.uuid4()),
+        id=str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
         name=name,
         schedule=Schedule.simple(3600),
         grace=60,
@@ -45,15 +45,19 @@ def check(name: str, **fields: object) -> Check:
     )
 
 
-CHECKS = [
-    check(
-        "backup", status=UP, last_ping=NOW - 10, tags="db nightly", last_duration=42.5
-    ),
-    check("late", status=UP, last_ping=NOW - 3630, tags="db"),
-    check("broken", status=DOWN, last_ping=NOW - 7200, tags="nightly"),
-    check("running", status=UP, last_ping=NOW - 10, last_start=NOW - 5),
-    check('odd "name"', status=PAUSED),
-]
+def checks_at(now: float) -> list[Check]:
+    """Checks in each state at ``now``: every hour, a minute of grace."""
+    return [
+        check("backup", status=UP, last_ping=now - 10, tags="db nightly",
+              last_duration=42.5),
+        check("late", status=UP, last_ping=now - 3630, tags="db"),
+        check("broken", status=DOWN, last_ping=now - 7200, tags="nightly"),
+        check("running", status=UP, last_ping=now - 10, last_start=now - 5),
+        check('odd "name"', status=PAUSED),
+    ]  # fmt: skip
+
+
+CHECKS = checks_at(NOW)
 
 
 async def lookup(key: str) -> KeyGrant | None:
@@ -61,7 +65,7 @@ async def lookup(key: str) -> KeyGrant | None:
 
 
 async def project_checks(project: str) -> Sequence[Check]:
-    return CHECKS if project == PROJECT else []
+    return checks_at(time.time()) if project == PROJECT else []
 
 
 @pytest.fixture
