@@ -50,6 +50,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
     """SERVERLORD_* variables the server gets; none other is passed on."""
+    command: tuple[str, ...] = (sys.executable, "-m", "serverlord")
+    """How serverlord is run: this Python's package, or a built executable."""
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -65,9 +67,7 @@ class ServerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "serverlord",
+                *self.command,
                 "serve",
                 "--port",
                 str(self.port),
