@@ -77,6 +77,10 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=clean_env(**self.env),
+            # A group of its own, killed whole by cleanup(): the executable's
+            # bootloader runs the server as a child that outlives a kill -9
+            # of the bootloader.
+            start_new_session=True,
         )
         return self
 
@@ -112,7 +116,8 @@ class ServerProcess:
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            # The group's leader runs still, so the group is this server's.
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=15)
         self._close_log()
 
