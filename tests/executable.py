@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from serverlord import __version__
+from tests.test_end_to_end import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "packaging" / "build.sh"
@@ -41,7 +41,6 @@ class Executable:
     path: Path
     version: str | None
     """None for a build given from outside: its commit is not known here."""
-    build_seconds: float | None = None
 
     def run(
         self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60
@@ -52,14 +51,8 @@ class Executable:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=_without_serverlord_settings(env or {}),
+            env=clean_env(**(env or {})),
         )
-
-
-def _without_serverlord_settings(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERLORD_")}
-    env.update(extra)
-    return env
 
 
 def _git(*args: str) -> str | None:
@@ -83,16 +76,15 @@ def expected_version() -> tuple[str, bool]:
     return f"serverlord {__version__} (commit {commit}{suffix})", clean
 
 
-def build(distpath: Path) -> float:
-    """Run packaging/build.sh into ``distpath``; the seconds it took."""
-    started = time.monotonic()
+def build(distpath: Path) -> None:
+    """Run packaging/build.sh into ``distpath``."""
     done = subprocess.run(
         ["bash", str(BUILD_SCRIPT), "--distpath", str(distpath)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=BUILD_TIMEOUT,
-        env=_without_serverlord_settings({"PYTHON": sys.executable}),
+        env=clean_env(PYTHON=sys.executable),
     )
     if done.returncode != 0:
         pytest.fail(
@@ -100,7 +92,6 @@ def build(distpath: Path) -> float:
             f"{done.stdout[-3000:]}{done.stderr[-6000:]}",
             pytrace=False,
         )
-    return time.monotonic() - started
 
 
 def _prints(path: Path, version: str) -> bool:
@@ -128,5 +119,5 @@ def executable(tmp_path_factory: pytest.TempPathFactory) -> Executable:
         return Executable(dist / "serverlord", version)
 
     distpath = dist if clean else tmp_path_factory.mktemp("executable")
-    seconds = build(distpath)
-    return Executable(distpath / "serverlord", version, seconds)
+    build(distpath)
+    return Executable(distpath / "serverlord", version)
