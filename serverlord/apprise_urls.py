@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +23,15 @@ from apprise import NotifyBase
 
 from serverlord.channels import ChannelError
 
-__all__ = ["apprise_log", "describe_url", "load_plugins", "plugin_for", "service_kind"]
+__all__ = [
+    "Service",
+    "apprise_log",
+    "describe_url",
+    "load_plugins",
+    "plugin_for",
+    "service_kind",
+    "services",
+]
 
 _SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -78,6 +87,34 @@ def apprise_log() -> Iterator[list[str]]:
 def load_plugins() -> None:
     """Load Apprise's plugins now (~0.2 s) rather than at the first message."""
     _registry().load_modules()
+
+
+@dataclass(frozen=True)
+class Service:
+    """A kind of channel Apprise knows, and whether it can send from here."""
+
+    name: str
+    schemes: tuple[str, ...]
+    enabled: bool
+
+
+def services() -> list[Service]:
+    """Every service of Apprise's, by name; disabled ones lack a library."""
+    found = []
+    details = apprise.Apprise().details(show_disabled=True)
+    for entry in details["schemas"]:
+        schemes = [
+            *(entry.get("protocols") or ()),
+            *(entry.get("secure_protocols") or ()),
+        ]
+        found.append(
+            Service(
+                name=str(entry["service_name"]),
+                schemes=tuple(sorted({scheme.lower() for scheme in schemes})),
+                enabled=bool(entry["enabled"]),
+            )
+        )
+    return sorted(found, key=lambda service: (service.name.lower(), service.schemes))
 
 
 def describe_url(url: str) -> tuple[str, str]:

@@ -42,6 +42,13 @@ def add_channel_commands(commands: Any, common: Callable[..., None]) -> None:
         sub.add_argument("id", help="the channel's id")
         common(sub, handler)
 
+    service_list = actions.add_parser(
+        "services",
+        help="list the services Apprise can send to from here, with their schemes",
+    )
+    service_list.add_argument("--json", action="store_true", help="print JSON")
+    service_list.set_defaults(run=_services)
+
 
 def channel_ids(text: str) -> list[str]:
     """Channel ids from ``ID,ID``; each must be a uuid."""
@@ -128,6 +135,26 @@ async def _test(args: argparse.Namespace, settings: Any, store: Any) -> int:
         print(f"sent a test message to {channel.name!r} in {result.latency:.2f}s")
     if not result.ok:
         raise CommandError(f"test message to {channel.name!r} failed: {result.error}")
+    return 0
+
+
+def _services(args: argparse.Namespace, settings: Any) -> int:
+    from serverlord.apprise_urls import services
+
+    found = services()
+    if args.json:
+        print_json(
+            [
+                {"name": s.name, "schemes": list(s.schemes), "enabled": s.enabled}
+                for s in found
+            ]
+        )
+        return 0
+    for service in found:
+        mark = "" if service.enabled else "  (disabled: a library it needs is missing)"
+        print(
+            f"{service.name:<32} {' '.join(s + '://' for s in service.schemes)}{mark}"
+        )
     return 0
 
 

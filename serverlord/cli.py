@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from serverlord import __version__
+from serverlord import version_text
 from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
@@ -66,9 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="serverlord",
         description="Monitor cron jobs, systemd timers and backups by their pings.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"serverlord {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = commands.add_parser(

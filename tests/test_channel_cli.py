@@ -325,6 +325,39 @@ def test_two_channel_ids_where_one_is_expected_exit_2(
     assert len(run("channel", "list", "--json").json()) == 2
 
 
+# channel services
+
+
+def test_channel_services_lists_every_apprise_service_with_its_schemes(
+    run: Run,
+) -> None:
+    result = run("channel", "services", "--json")
+
+    assert result.code == 0, result.err
+    services = result.json()
+    by_scheme = {scheme: s for s in services for scheme in s["schemes"]}
+    assert len(services) > 100
+    assert by_scheme["json"] == {
+        "name": "JSON",
+        "schemes": ["json", "jsons"],
+        "enabled": True,
+    }
+    assert {"mailto", "mailtos", "slack", "discord"} <= by_scheme.keys()
+
+
+def test_channel_services_marks_the_services_that_cannot_send_from_here(
+    run: Run,
+) -> None:
+    listed = run("channel", "services", "--json").json()
+    text = run("channel", "services").out.splitlines()
+
+    assert len(text) == len(listed)
+    for service, line in zip(listed, text, strict=True):
+        assert line.startswith(service["name"])
+        assert ("disabled" in line) == (not service["enabled"])
+    assert any(line.startswith("JSON ") and "json://" in line for line in text)
+
+
 # check add and check channels
 
 

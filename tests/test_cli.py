@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from serverlord import __version__
 from serverlord.cli import build_parser
 from serverlord.config import Settings, settings_from
 from serverlord.pings import Ping
@@ -70,6 +71,13 @@ def record_pings(data_dir: Path, check_id: str, *kinds: str) -> None:
             await store.close()
 
     asyncio.run(go())
+
+
+def test_version_of_the_installed_package_says_the_version_only(run: Run) -> None:
+    # Only a built executable knows its commit (tests/test_executable.py).
+    result = run("--version")
+
+    assert (result.code, result.out) == (0, f"serverlord {__version__}\n")
 
 
 # check add

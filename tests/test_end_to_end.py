@@ -52,6 +52,8 @@ class ServerProcess:
     """SERVERLORD_* variables the server gets; none other is passed on."""
     args: list[str] = field(default_factory=list)
     """More arguments of ``serve``."""
+    command: tuple[str, ...] = (sys.executable, "-m", "serverlord")
+    """How serverlord is run: this Python's package, or a built executable."""
     _log: Any = field(default=None, repr=False)
 
     @property
@@ -67,9 +69,7 @@ class ServerProcess:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "serverlord",
+                *self.command,
                 "serve",
                 "--port",
                 str(self.port),
@@ -80,6 +80,10 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=clean_env(**self.env),
+            # A group of its own, killed whole by cleanup(): the executable's
+            # bootloader runs the server as a child that outlives a kill -9
+            # of the bootloader.
+            start_new_session=True,
         )
         return self
 
@@ -115,7 +119,8 @@ class ServerProcess:
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            # The group's leader runs still, so the group is this server's.
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=15)
         self._close_log()
 
