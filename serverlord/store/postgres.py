@@ -48,6 +48,7 @@ from serverlord.store.postgres_writes import (
     sweep,
     update_check,
 )
+from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.queries import load_migrations
 from serverlord.store.rows import (
     channel_from_row,
@@ -386,7 +387,7 @@ def masked(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(PostgresProjects):
     """The PostgreSQL backend of the store contract."""
 
     def __init__(
@@ -497,6 +498,7 @@ class PostgresStore:
             channel.kind,
             channel.masked_url,
             channel.created,
+            channel.project,
         )
 
         async def insert(conn: Connection) -> None:

@@ -42,6 +42,7 @@ from serverlord.store.base import (
     SweepOutcome,
 )
 from serverlord.store.queries import load_migrations, load_queries
+from serverlord.store.sqlite_projects import SqliteProjects
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -252,7 +253,7 @@ def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
             future.set_exception(error)
 
 
-class SqliteStore:
+class SqliteStore(SqliteProjects):
     """The SQLite backend of the store contract."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
@@ -338,6 +339,7 @@ class SqliteStore:
             channel.kind,
             channel.masked_url,
             channel.created,
+            channel.project,
         )
         await self._write(
             guarded(lambda conn: conn.execute(Q["insert_channel"], params))
