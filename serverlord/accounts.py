@@ -117,9 +117,7 @@ def digest(key: str) -> str:
 
 def key_matches(key: str, stored: ApiKey) -> bool:
     """Whether ``key`` is the stored key, compared in constant time."""
-    return stored.revoked is None and hmac.compare_digest(
-        digest(key), stored.digest
-    )
+    return stored.revoked is None and hmac.compare_digest(digest(key), stored.digest)
 
 
 def badge_signature(project: Project, tag: str) -> str:

@@ -30,6 +30,7 @@ from serverlord.store.base import (
     StoreUnavailableError,
     SweepOutcome,
 )
+from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.postgres_writes import (
     LOCK_SPACE,
     Q,
@@ -48,7 +49,6 @@ from serverlord.store.postgres_writes import (
     sweep,
     update_check,
 )
-from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.queries import load_migrations
 from serverlord.store.rows import (
     channel_from_row,

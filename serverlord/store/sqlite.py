@@ -42,7 +42,6 @@ from serverlord.store.base import (
     SweepOutcome,
 )
 from serverlord.store.queries import load_migrations, load_queries
-from serverlord.store.sqlite_projects import SqliteProjects
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -54,6 +53,7 @@ from serverlord.store.rows import (
     ping_to_params,
     state_params,
 )
+from serverlord.store.sqlite_projects import SqliteProjects
 
 log = logging.getLogger(__name__)
 
