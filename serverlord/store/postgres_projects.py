@@ -10,6 +10,7 @@ import asyncpg
 from serverlord.accounts import ApiKey, Project, User
 from serverlord.channels import Channel
 from serverlord.checks import Check, Flip
+from serverlord.pings import Ping
 from serverlord.store.base import ConflictError
 from serverlord.store.postgres_writes import row_count, shard_or_none
 from serverlord.store.projects import (
@@ -22,7 +23,12 @@ from serverlord.store.projects import (
     user_params,
 )
 from serverlord.store.queries import load_queries
-from serverlord.store.rows import channel_from_row, check_from_row, flip_from_row
+from serverlord.store.rows import (
+    channel_from_row,
+    check_from_row,
+    flip_from_row,
+    ping_from_row,
+)
 
 if TYPE_CHECKING:
     from serverlord.store.postgres_writes import Connection
@@ -107,6 +113,26 @@ class PostgresProjects:
     async def project_channels(self, project_id: str) -> list[Channel]:
         rows = await self._fetch(Q["project_channels"], project_id)
         return [channel_from_row(row) for row in rows]
+
+    async def project_links(self, project_id: str) -> dict[str, list[str]]:
+        links: dict[str, list[str]] = {}
+        for row in await self._fetch(Q["project_links"], project_id):
+            links.setdefault(row[0], []).append(row[1])
+        return links
+
+    async def ping_log(self, check_id: str, limit: int) -> list[tuple[Ping, int]]:
+        shard = shard_or_none(check_id)
+        if shard is None:
+            return []
+        rows = await self._fetch(Q["ping_log"], shard, check_id, limit)
+        return [(ping_from_row(row), row["size"]) for row in rows]
+
+    async def ping_body(self, check_id: str, n: int) -> bytes | None:
+        shard = shard_or_none(check_id)
+        if shard is None:
+            return None
+        row = await self._fetchrow(Q["ping_body"], shard, check_id, n)
+        return None if row is None else bytes(row[0])
 
     async def flips_between(
         self, check_id: str, start: float, end: float, limit: int = FLIPS_LISTED

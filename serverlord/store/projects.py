@@ -11,6 +11,7 @@ from typing import Protocol
 from serverlord.accounts import ApiKey, Project, User
 from serverlord.channels import Channel
 from serverlord.checks import Check, Flip
+from serverlord.pings import Ping
 from serverlord.store.rows import Row
 
 FLIPS_LISTED = 1000
@@ -52,6 +53,16 @@ class ProjectStore(Protocol):
     async def checks_by_slug(self, project_id: str, slug: str) -> list[Check]: ...
 
     async def project_channels(self, project_id: str) -> list[Channel]: ...
+
+    async def project_links(self, project_id: str) -> dict[str, list[str]]:
+        """The channel ids each check of the project alerts, by check id."""
+        ...
+
+    async def ping_log(self, check_id: str, limit: int) -> list[tuple[Ping, int]]:
+        """The latest pings without their bodies, with each body's size."""
+        ...
+
+    async def ping_body(self, check_id: str, n: int) -> bytes | None: ...
 
     async def flips_between(
         self, check_id: str, start: float, end: float, limit: int = FLIPS_LISTED

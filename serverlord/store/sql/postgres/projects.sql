@@ -52,3 +52,16 @@ SELECT * FROM channels WHERE project = $1 ORDER BY created, id;
 SELECT * FROM flips
 WHERE shard = $1 AND check_id = $2 AND at >= $3 AND at < $4
 ORDER BY id DESC LIMIT $5;
+
+-- name: project_links
+SELECT check_channels.check_id, check_channels.channel_id FROM check_channels
+JOIN channels ON channels.id = check_channels.channel_id
+WHERE channels.project = $1;
+
+-- name: ping_log
+SELECT check_id, n, received, kind, exit_status, method, remote_addr,
+    user_agent, rid, duration, ''::bytea AS body, octet_length(body) AS size
+FROM pings WHERE shard = $1 AND check_id = $2 ORDER BY n DESC LIMIT $3;
+
+-- name: ping_body
+SELECT body FROM pings WHERE shard = $1 AND check_id = $2 AND n = $3;

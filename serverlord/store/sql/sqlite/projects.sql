@@ -50,3 +50,16 @@ SELECT * FROM channels WHERE project = ? ORDER BY created, id;
 -- name: flips_between
 SELECT * FROM flips WHERE check_id = ? AND at >= ? AND at < ?
 ORDER BY id DESC LIMIT ?;
+
+-- name: project_links
+SELECT check_channels.check_id, check_channels.channel_id FROM check_channels
+JOIN channels ON channels.id = check_channels.channel_id
+WHERE channels.project = ?;
+
+-- name: ping_log
+SELECT check_id, n, received, kind, exit_status, method, remote_addr,
+    user_agent, rid, duration, CAST('' AS BLOB) AS body, length(body) AS size
+FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT ?;
+
+-- name: ping_body
+SELECT body FROM pings WHERE check_id = ? AND n = ?;
