@@ -222,7 +222,8 @@ class _CheckSpecBody(Operation):
     before a bad body, with Healthchecks' texts); this documents it.
     """
 
-    def __post_init__(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         schema = msgspec.json.schema(CheckSpec)
         body = schema["$defs"]["CheckSpec"]
         self.request_body = RequestBody(
@@ -304,7 +305,11 @@ def api_router(service: ApiService) -> Router:
         "/checks/",
         summary="Create a check, or update the one `unique` finds",
         operation_class=_CheckSpecBody,
-        **common,
+        responses={
+            **errors,
+            200: ResponseSpec(CheckOut, description="the check `unique` found"),
+        },
+        security=common["security"],
     )
     async def create_check(request: Request[Any, Any, Any]) -> Response[CheckOut]:
         document = await read_document(request)
