@@ -113,7 +113,7 @@ class ApiService:
     events: EventHub
     rate_limit: int = 600
     """Requests per minute and API key (or client address without a key)."""
-    keep_alive: float = KEEP_ALIVE
+    keep_alive: float = field(default_factory=lambda: KEEP_ALIVE)
     stopping: Callable[[], bool] = lambda: False
     _projects: dict[str, Project] = field(default_factory=dict)
 
@@ -570,7 +570,7 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEventMessage]:
     hub = service.events
     try:
-        yield ServerSentEventMessage(comment="serverlord live events")
+        yield ServerSentEventMessage(comment="serverlord live events", data=None)
         idle = 0.0
         while not service.stopping():
             try:
@@ -579,7 +579,7 @@ async def _stream(
                 idle += 0.5
                 if idle >= service.keep_alive:
                     idle = 0.0
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
                 continue
             if event is None:
                 return
