@@ -32,6 +32,7 @@ from serverlord.config import Settings, SettingsError, add_arguments, settings_f
 from serverlord.durations import DurationError, parse_duration
 from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
+from serverlord.run_command import add_run_command
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
 
 DEFAULT_PERIOD = "1d"
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_commands(commands)
     add_channel_commands(commands, _common)
     add_account_commands(commands, _common)
+    add_run_command(commands)
     _add_schedule_commands(commands)
     return parser
 
