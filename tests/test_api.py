@@ -123,6 +123,8 @@ async def test_creating_from_an_empty_object_gives_the_defaults(
         ({"name": None}, "name is not a string"),
         ({"name": "x" * 101}, "name is too long"),
         ({"slug": "Backups"}, "slug does not match pattern"),
+        ({"name": "a\x1b[2Jb"}, "name does not match pattern"),
+        ({"tags": "prod \x9b31m"}, "tags does not match pattern"),
         ({"manual_resume": "yes"}, "manual_resume is not a boolean"),
         ({"unique": "name"}, "unique is not an array"),
         ({"unique": ["color"]}, "an item in 'unique' has unexpected value"),

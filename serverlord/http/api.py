@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, Router, delete, get, post
+from litestar import Request, Response, Router, delete, get, post, route
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig, RateLimitMiddleware
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -523,6 +524,21 @@ def api_router(service: ApiService) -> Router:
         subscriber = await service.events.subscribe(access.project.id, access.read_only)
         return ServerSentEvent(_stream(service, subscriber, access))
 
+    def preflight(path: str, methods: str) -> HTTPRouteHandler:
+        # Litestar's own OPTIONS answer lists one handler's methods only when
+        # several share a path; browsers need them all, and the API key header.
+        async def answer() -> Response[None]:
+            allowed = f"{methods}, OPTIONS"
+            headers = {
+                "Allow": allowed,
+                "Access-Control-Allow-Methods": allowed,
+                "Access-Control-Allow-Headers": "X-Api-Key, Content-Type",
+                "Access-Control-Max-Age": "600",
+            }
+            return Response(None, status_code=204, headers=headers)
+
+        return route(path, http_method="OPTIONS", include_in_schema=False)(answer)
+
     limiter = RateLimitConfig(
         rate_limit=("minute", service.rate_limit),
         identifier_for_request=_rate_limit_identity,
@@ -531,6 +547,9 @@ def api_router(service: ApiService) -> Router:
     return Router(
         API_PATH,
         route_handlers=[
+            # First, so that Litestar adds no OPTIONS handler of its own.
+            preflight("/checks/", "GET, POST"),
+            preflight("/checks/{code:str}", "GET, POST, DELETE"),
             list_checks,
             create_check,
             get_check,

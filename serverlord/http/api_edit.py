@@ -35,13 +35,7 @@ def new_check(project: str, now: float | None = None) -> Check:
 
 def apply_spec(check: Check, spec: CheckSpec, now: float) -> None:
     """Change the check as the spec says; BadInput (and no change) if it can't."""
-    schedule = _schedule(check, spec)
-    for field in ("name", "slug", "tags"):
-        text = getattr(spec, field)
-        if text is not UNSET and not text.isprintable():
-            raise BadInput(f"json validation error: {field} is not printable")
-
-    check.schedule = schedule
+    check.schedule = _schedule(check, spec)
     if spec.name is not UNSET:
         check.name = spec.name
     if spec.slug is not UNSET:

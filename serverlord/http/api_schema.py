@@ -17,6 +17,9 @@ from serverlord.schedules import MAX_EXPRESSION_LENGTH, MAX_PERIOD, MIN_PERIOD
 
 NAME_LIMIT = 100
 SLUG_PATTERN = "^[a-z0-9-_]*$"
+PRINTABLE = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+"""No control characters: names and tags reach terminals, and escape
+sequences must not."""
 TAGS_LIMIT = 500
 DESC_LIMIT = 10_000
 KEYWORDS_LIMIT = 200
@@ -34,11 +37,15 @@ class CheckSpec(msgspec.Struct, kw_only=True):
     """A check to create or the fields of one to change; all are optional."""
 
     api_key: str | UnsetType = UNSET
-    name: Annotated[str, Meta(max_length=NAME_LIMIT)] | UnsetType = UNSET
+    name: (
+        Annotated[str, Meta(max_length=NAME_LIMIT, pattern=PRINTABLE)] | UnsetType
+    ) = UNSET
     slug: (
         Annotated[str, Meta(max_length=NAME_LIMIT, pattern=SLUG_PATTERN)] | UnsetType
     ) = UNSET
-    tags: Annotated[str, Meta(max_length=TAGS_LIMIT)] | UnsetType = UNSET
+    tags: (
+        Annotated[str, Meta(max_length=TAGS_LIMIT, pattern=PRINTABLE)] | UnsetType
+    ) = UNSET
     desc: Annotated[str, Meta(max_length=DESC_LIMIT)] | UnsetType = UNSET
     timeout: Seconds | UnsetType = UNSET
     grace: Seconds | UnsetType = UNSET
