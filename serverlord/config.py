@@ -214,17 +214,17 @@ class Settings:
         flag_type=_seconds,
         metavar="DURATION",
     )
-    api_rate_limit: int = _setting(
-        "management API requests per minute and API key (or client address)",
-        600,
-        flag_type=_count,
-        metavar="N",
-    )
     notify_retry_for: float = _setting(
         "how long a failing alert is retried before it is given up",
         86400,
         flag_type=_seconds,
         metavar="DURATION",
+    )
+    api_rate_limit: int = _setting(
+        "management API requests per minute and API key (or client address)",
+        600,
+        flag_type=_count,
+        metavar="N",
     )
 
     def resolved_data_dir(self) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -69,7 +70,14 @@ from serverlord.http.api_schema import (
     parse_spec,
 )
 from serverlord.http.badges import badge_urls
-from serverlord.store.base import ConflictError
+from serverlord.store.base import (
+    ChannelNotFoundError,
+    CheckNotFoundError,
+    ConflictError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
 
 API_PATH = "/api/v3"
 BODY_LIMIT = 100_000
@@ -198,6 +206,28 @@ def _error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[
     return Response(ErrorOut(exc.text), status_code=exc.status)
 
 
+def _store_error(request: Request[Any, Any, Any], exc: StoreError) -> Response[Any]:
+    # What another request changed between this one's read and its write.
+    if isinstance(exc, CheckNotFoundError):
+        return _error_response(request, ApiError(404, "not found"))
+    if isinstance(exc, ChannelNotFoundError):
+        text = f"invalid channel identifier: {exc}"
+        return _error_response(request, ApiError(400, text))
+    if isinstance(exc, ConflictError):
+        text = "the check changed meanwhile; try again"
+        return _error_response(request, ApiError(409, text))
+    log.warning(
+        "API request failed in the store: %s",
+        exc,
+        extra={"action": "api_store_error", "path": request.url.path},
+    )
+    return Response(
+        ErrorOut("store unavailable, try again"),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 class _RateLimit(RateLimitMiddleware):
     """Litestar's rate limiter, with the Retry-After that clients look for."""
 
@@ -270,6 +300,7 @@ def api_router(service: ApiService) -> Router:
             (404, "no such check in the key's project"),
             (413, "request body too large"),
             (429, "too many requests for this key; see Retry-After"),
+            (503, "the store cannot answer now; see Retry-After"),
         )
     }
     common: dict[str, Any] = {
@@ -567,7 +598,7 @@ def api_router(service: ApiService) -> Router:
         ],
         middleware=[limiter.middleware],
         request_max_body_size=BODY_LIMIT,
-        exception_handlers={ApiError: _error_response},
+        exception_handlers={ApiError: _error_response, StoreError: _store_error},
         response_headers=CORS,
     )
 

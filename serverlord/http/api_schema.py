@@ -37,15 +37,15 @@ class CheckSpec(msgspec.Struct, kw_only=True):
     """A check to create or the fields of one to change; all are optional."""
 
     api_key: str | UnsetType = UNSET
-    name: (
-        Annotated[str, Meta(max_length=NAME_LIMIT, pattern=PRINTABLE)] | UnsetType
-    ) = UNSET
+    name: Annotated[str, Meta(max_length=NAME_LIMIT, pattern=PRINTABLE)] | UnsetType = (
+        UNSET
+    )
     slug: (
         Annotated[str, Meta(max_length=NAME_LIMIT, pattern=SLUG_PATTERN)] | UnsetType
     ) = UNSET
-    tags: (
-        Annotated[str, Meta(max_length=TAGS_LIMIT, pattern=PRINTABLE)] | UnsetType
-    ) = UNSET
+    tags: Annotated[str, Meta(max_length=TAGS_LIMIT, pattern=PRINTABLE)] | UnsetType = (
+        UNSET
+    )
     desc: Annotated[str, Meta(max_length=DESC_LIMIT)] | UnsetType = UNSET
     timeout: Seconds | UnsetType = UNSET
     grace: Seconds | UnsetType = UNSET
