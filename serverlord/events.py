@@ -62,6 +62,9 @@ class EventHub:
     def active(self) -> bool:
         return bool(self._subscribers)
 
+    def followers(self, project: str) -> int:
+        return len(self._subscribers.get(project, ()))
+
     async def subscribe(self, project: str, read_only: bool) -> Subscriber:
         subscriber = Subscriber(project, read_only)
         if project not in self._subscribers:

@@ -183,3 +183,15 @@ async def test_a_closed_stream_unsubscribes(live: Live, alice: Tenant) -> None:
         await asyncio.sleep(0.05)
 
     assert not live.server.events.active
+
+
+async def test_a_project_may_hold_only_so_many_streams(
+    live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api, "STREAMS_PER_PROJECT", 2)
+
+    async with follow(live, alice.rw), follow(live, alice.ro):
+        third = await live.client.get(EVENTS, headers=alice.rw)
+
+    assert third.status_code == 429
+    assert third.json() == {"error": "too many live event streams for this project"}

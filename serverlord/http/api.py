@@ -34,6 +34,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from serverlord.accounts import (
+    DEFAULT_PROJECT,
     KEY_ID_LENGTH,
     KEY_LENGTH,
     ApiKey,
@@ -88,6 +89,8 @@ TIMESTAMP_MAX = 10_000_000_000
 """Year 2286: later flip filters are refused, as Healthchecks does."""
 KEEP_ALIVE = 15.0
 """Seconds between keep-alive comments on an idle event stream."""
+STREAMS_PER_PROJECT = 32
+"""Live event streams one project may hold open at once."""
 UPDATE_TRIES = 3
 """Times an update is tried again when a ping changed the check meanwhile."""
 
@@ -540,7 +543,7 @@ def api_router(service: ApiService) -> Router:
         media_type="text/plain",
     )
     async def status() -> str:
-        await store.get_project("status")
+        await store.get_project(DEFAULT_PROJECT)
         return "OK"
 
     @get(
@@ -552,6 +555,8 @@ def api_router(service: ApiService) -> Router:
     )
     async def events(request: Request[Any, Any, Any]) -> ServerSentEvent:
         access = await service.authorize(request, {}, write=False)
+        if service.events.followers(access.project.id) >= STREAMS_PER_PROJECT:
+            raise ApiError(429, "too many live event streams for this project")
         subscriber = await service.events.subscribe(access.project.id, access.read_only)
         return ServerSentEvent(_stream(service, subscriber, access))
 
