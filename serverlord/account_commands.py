@@ -86,6 +86,11 @@ async def find_project(store: Any, text: str) -> Project:
     return named[0]
 
 
+async def in_project(store: Any, project_id: str, text: str | None) -> bool:
+    """Whether the project named by ``text`` (any project when None) has this id."""
+    return text is None or (await find_project(store, text)).id == project_id
+
+
 async def project_or_default(store: Any, text: str | None) -> Project:
     return await find_project(store, DEFAULT_PROJECT if text is None else text)
 

@@ -153,16 +153,13 @@ async def _remove(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 
 async def _get(store: Any, text: str, project: str | None) -> Channel:
-    from serverlord.account_commands import find_project
+    from serverlord.account_commands import in_project
 
     channel_id = channel_ids(text)
     if len(channel_id) != 1:
         raise UsageError(f"{text!r} is not a channel id")
     channel: Channel | None = await store.get_channel(channel_id[0])
-    if channel is not None and project is not None:  # noqa: SIM102
-        if channel.project != (await find_project(store, project)).id:
-            channel = None
-    if channel is None:
+    if channel is None or not await in_project(store, channel.project, project):
         raise CommandError(f"no channel has the id {channel_id[0]}")
     return channel
 

@@ -24,6 +24,7 @@ from serverlord import __version__
 from serverlord.account_commands import (
     add_account_commands,
     find_project,
+    in_project,
     project_or_default,
 )
 from serverlord.channel_commands import add_channel_commands, channel_ids
@@ -476,10 +477,7 @@ async def _get(store: Any, check_id: str, project: str | None = None) -> Check:
     except ValueError as exc:
         raise UsageError(f"id: {check_id!r} is not a check id (a uuid)") from exc
     check: Check | None = await store.get_check(canonical)
-    if check is not None and project is not None:  # noqa: SIM102
-        if check.project != (await find_project(store, project)).id:
-            check = None
-    if check is None:
+    if check is None or not await in_project(store, check.project, project):
         raise CommandError(f"no check has the id {canonical}")
     return check
 
