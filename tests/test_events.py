@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from serverlord.accounts import unique_key
-from serverlord.http import api
+from serverlord.http import api, api_service
 from tests.conftest import Live
 from tests.tenants import Tenant, make_tenant
 
@@ -20,7 +20,7 @@ EVENTS = "/api/v3/events"
 
 @pytest.fixture(autouse=True)
 def quick_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api, "KEEP_ALIVE", 0.5)
+    monkeypatch.setattr(api_service, "KEEP_ALIVE", 0.5)
 
 
 @pytest.fixture

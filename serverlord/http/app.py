@@ -12,7 +12,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from serverlord import __version__
 from serverlord.config import Settings
-from serverlord.http.api import API_PATH, ApiService, api_router
+from serverlord.http.api import API_PATH, api_router
+from serverlord.http.api_service import ApiService
 from serverlord.http.badges import BadgeService, badge_routes
 from serverlord.http.ping import PingService, ping_routes
 
