@@ -19,6 +19,7 @@ from typing import Any
 
 from serverlord.checks import SHARD_COUNT, Flip, reason_text, shard_of
 from serverlord.config import Settings
+from serverlord.events import EventHub
 from serverlord.notifier import Notifier
 from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
@@ -48,6 +49,7 @@ class Server:
         self.sweepers = Sweepers(store, settings.shards, self.on_flips)
         self.notifier = Notifier(store, settings)
         self.ownership = store.ownership()
+        self.events = EventHub(store)
         self.change_cursor = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -56,12 +58,14 @@ class Server:
         """Record one ping durably, then move its check's deadline."""
         outcome = await self.store.record_ping(ping)
         self.sweepers.schedule(outcome.shard, outcome.check_id, outcome.deadline)
+        self.events.ping(ping)
         if outcome.flip is not None:
             self.on_flips([outcome.flip], outcome.notify)
 
     def on_flips(self, flips: list[Flip], notify: bool) -> None:
         if notify:
             self.notifier.wake()
+        self.events.flips(flips)
         for flip in flips:
             log.info(
                 "check %s is %s (was %s): %s",
@@ -93,6 +97,7 @@ class Server:
         return await self.store.count_checks()
 
     async def stop(self) -> None:
+        self.events.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -167,6 +172,7 @@ class Server:
         now = time.time()
         for check_id in dict.fromkeys(check_ids):
             self.sweepers.schedule(shard_of(check_id), check_id, now)
+        self.events.checks_changed(check_ids)
         self.change_cursor = cursor
 
 
@@ -252,8 +258,7 @@ async def serve(
     """
     import uvicorn
 
-    from serverlord.http.app import create_app
-    from serverlord.http.ping import PingService
+    from serverlord.http.app import build_app
 
     own_socket = sock is None
     if sock is None:
@@ -273,10 +278,7 @@ async def serve(
     server, count = started
     store = server.store
     try:
-        service = PingService(
-            server.ingest, settings.ping_body_limit, settings.trusted_proxy
-        )
-        app = create_app(service, settings.ping_body_cap)
+        app = build_app(server, settings)
         config = uvicorn.Config(
             app,
             http="httptools",
@@ -294,6 +296,8 @@ async def serve(
         http = _http_server_class()(config)
         if stop.is_set():
             http.should_exit = True
+        # Live event streams end when a stop begins, not at its deadline.
+        app.state.api.stopping = lambda: http.should_exit
         announce = asyncio.create_task(
             _announce(http, settings, store.description, count, worker)
         )

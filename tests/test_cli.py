@@ -401,6 +401,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "notify_retry_base": ("1m", 60.0),
     "notify_retry_max": ("2h", 7200.0),
     "notify_retry_for": ("2d", 172800.0),
+    "api_rate_limit": ("120", 120),
 }
 SETTINGS = [setting.name for setting in fields(Settings)]
 

@@ -31,6 +31,7 @@ from serverlord.store.base import (
     StoreUnavailableError,
     SweepOutcome,
 )
+from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.postgres_writes import (
     LOCK_SPACE,
     Q,
@@ -391,7 +392,7 @@ def masked(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(PostgresProjects):
     """The PostgreSQL backend of the store contract."""
 
     def __init__(
@@ -517,6 +518,7 @@ class PostgresStore:
             channel.kind,
             channel.masked_url,
             channel.created,
+            channel.project,
         )
 
         async def insert(conn: Connection) -> None:
