@@ -78,7 +78,11 @@ async def _add(args: argparse.Namespace, settings: Any, store: Any) -> int:
     except ChannelError as exc:
         raise UsageError(f"url: {exc}") from exc
 
+    from serverlord.account_commands import project_or_default
+
+    project = await project_or_default(store, args.project)
     channel = Channel(
+        project=project.id,
         id=str(uuid.uuid4()),
         name=name or kind,
         url=url,
@@ -100,7 +104,13 @@ async def _add(args: argparse.Namespace, settings: Any, store: Any) -> int:
 
 
 async def _list(args: argparse.Namespace, settings: Any, store: Any) -> int:
-    channels = await store.list_channels()
+    from serverlord.account_commands import find_project
+
+    if args.project is None:
+        channels = await store.list_channels()
+    else:
+        project = await find_project(store, args.project)
+        channels = await store.project_channels(project.id)
     if args.json:
         print_json([channel_json(channel) for channel in channels])
         return 0
@@ -119,7 +129,7 @@ async def _test(args: argparse.Namespace, settings: Any, store: Any) -> int:
     from serverlord.alerts import compose_test
     from serverlord.notifier import send_now
 
-    channel = await _get(store, args.id)
+    channel = await _get(store, args.id, args.project)
     title, body = compose_test(channel.name, time.time())
     result = await send_now(store, channel, title, body, settings)
     if args.json:
@@ -159,7 +169,7 @@ def _services(args: argparse.Namespace, settings: Any) -> int:
 
 
 async def _remove(args: argparse.Namespace, settings: Any, store: Any) -> int:
-    channel = await _get(store, args.id)
+    channel = await _get(store, args.id, args.project)
     await store.delete_channel(channel.id)
     report(
         args,
@@ -169,12 +179,14 @@ async def _remove(args: argparse.Namespace, settings: Any, store: Any) -> int:
     return 0
 
 
-async def _get(store: Any, text: str) -> Channel:
+async def _get(store: Any, text: str, project: str | None) -> Channel:
+    from serverlord.account_commands import in_project
+
     channel_id = channel_ids(text)
     if len(channel_id) != 1:
         raise UsageError(f"{text!r} is not a channel id")
     channel: Channel | None = await store.get_channel(channel_id[0])
-    if channel is None:
+    if channel is None or not await in_project(store, channel.project, project):
         raise CommandError(f"no channel has the id {channel_id[0]}")
     return channel
 

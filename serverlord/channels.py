@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serverlord.accounts import DEFAULT_PROJECT
+
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 DOWN_ALERT, UP_ALERT, REMINDER, TEST = "down", "up", "reminder", "test"
 
@@ -31,6 +33,7 @@ class Channel:
     last_attempt: float | None = None
     last_ok: bool | None = None
     last_error: str | None = None
+    project: str = DEFAULT_PROJECT
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from serverlord.accounts import DEFAULT_PROJECT
 from serverlord.schedules import Schedule
 
 SHARD_COUNT = 1024
@@ -74,6 +75,7 @@ class Check:
     next_reminder: float | None = None
     shard: int = -1
     """Worked out from the id unless given (a stored row already knows it)."""
+    project: str = DEFAULT_PROJECT
 
     def __post_init__(self) -> None:
         if self.shard < 0:

@@ -21,12 +21,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from serverlord import version_text
+from serverlord.account_commands import (
+    add_account_commands,
+    find_project,
+    in_project,
+    project_or_default,
+)
 from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
 from serverlord.durations import DurationError, parse_duration
 from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
+from serverlord.run_command import add_run_command
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
 
 DEFAULT_PERIOD = "1d"
@@ -79,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_check_commands(commands)
     add_channel_commands(commands, _common)
+    add_account_commands(commands, _common)
+    add_run_command(commands)
     _add_schedule_commands(commands)
     return parser
 
@@ -173,8 +182,19 @@ def _add_schedule_commands(commands: Any) -> None:
     show.set_defaults(run=run_preview)
 
 
-def _common(parser: argparse.ArgumentParser, handler: Callable[..., Any]) -> None:
+def _common(
+    parser: argparse.ArgumentParser, handler: Callable[..., Any], project: bool = True
+) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
+    if project:
+        parser.add_argument(
+            "--project",
+            metavar="PROJECT",
+            default=os.environ.get("SERVERLORD_PROJECT") or None,
+            help="the project's id or name: new checks and channels go there, "
+            "others must be in it (default: the default project for new ones, "
+            "any project otherwise) (env SERVERLORD_PROJECT)",
+        )
     add_arguments(parser, serve=False)
     parser.set_defaults(run=lambda args, settings: _with_store(args, settings, handler))
 
@@ -284,12 +304,15 @@ def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) 
 
 async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     check = check_from_args(args)
+    project = await project_or_default(store, args.project)
+    check.project = project.id
     if args.no_channels:
         linked = []
     elif args.channel:
-        linked = await _known_channels(store, channel_ids(",".join(args.channel)))
+        wanted = channel_ids(",".join(args.channel))
+        linked = await _known_channels(store, wanted, project.id)
     else:
-        linked = [channel.id for channel in await store.list_channels()]
+        linked = [c.id for c in await store.project_channels(project.id)]
     await store.add_check(check)
     await store.set_check_channels(check.id, linked)
 
@@ -307,9 +330,9 @@ async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
 
 
 async def _channels(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    check = await _get(store, args.id)
+    check = await _get(store, args.id, args.project)
     if args.set is not None:
-        wanted = await _known_channels(store, channel_ids(args.set))
+        wanted = await _known_channels(store, channel_ids(args.set), check.project)
         await store.set_check_channels(check.id, wanted)
     linked = await store.check_channels(check.id)
     if args.json:
@@ -321,9 +344,11 @@ async def _channels(args: argparse.Namespace, settings: Settings, store: Any) ->
     return 0
 
 
-async def _known_channels(store: Any, wanted: list[str]) -> list[str]:
+async def _known_channels(store: Any, wanted: list[str], project: str) -> list[str]:
     for channel_id in wanted:
-        if await store.get_channel(channel_id) is None:
+        channel = await store.get_channel(channel_id)
+        # Alerts of a check go only to channels of its own project.
+        if channel is None or channel.project != project:
             raise CommandError(f"no channel has the id {channel_id}")
     return wanted
 
@@ -405,7 +430,11 @@ def _duration(flag: str, text: str) -> float:
 async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from serverlord.render import check_line
 
-    checks = await store.list_checks()
+    if args.project is None:
+        checks = await store.list_checks()
+    else:
+        project = await find_project(store, args.project)
+        checks = await store.project_checks(project.id)
     if args.json:
         print_json([_check_json(check, settings) for check in checks])
         return 0
@@ -420,7 +449,7 @@ async def _list(args: argparse.Namespace, settings: Settings, store: Any) -> int
 async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from serverlord.render import attempt_json, check_details, flip_json, ping_json
 
-    check = await _get(store, args.id)
+    check = await _get(store, args.id, args.project)
     pings = await store.recent_pings(check.id, 10)
     flips = await store.recent_flips(check.id, 10)
     attempts = await store.recent_attempts(check.id, 10)
@@ -437,7 +466,7 @@ async def _show(args: argparse.Namespace, settings: Settings, store: Any) -> int
 
 
 async def _pause(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    found = await _get(store, args.id)
+    found = await _get(store, args.id, args.project)
     check = await store.pause_check(found.id, time.time())
     return _report(args, settings, check, "paused")
 
@@ -445,7 +474,7 @@ async def _pause(args: argparse.Namespace, settings: Settings, store: Any) -> in
 async def _resume(args: argparse.Namespace, settings: Settings, store: Any) -> int:
     from serverlord.store import ConflictError
 
-    found = await _get(store, args.id)
+    found = await _get(store, args.id, args.project)
     try:
         check = await store.resume_check(found.id, time.time())
     except ConflictError as exc:
@@ -454,7 +483,7 @@ async def _resume(args: argparse.Namespace, settings: Settings, store: Any) -> i
 
 
 async def _remove(args: argparse.Namespace, settings: Settings, store: Any) -> int:
-    check = await _get(store, args.id)
+    check = await _get(store, args.id, args.project)
     await store.delete_check(check.id)
     report(
         args,
@@ -464,13 +493,13 @@ async def _remove(args: argparse.Namespace, settings: Settings, store: Any) -> i
     return 0
 
 
-async def _get(store: Any, check_id: str) -> Check:
+async def _get(store: Any, check_id: str, project: str | None = None) -> Check:
     try:
         canonical = str(uuid.UUID(check_id))
     except ValueError as exc:
         raise UsageError(f"id: {check_id!r} is not a check id (a uuid)") from exc
     check: Check | None = await store.get_check(canonical)
-    if check is None:
+    if check is None or not await in_project(store, check.project, project):
         raise CommandError(f"no check has the id {canonical}")
     return check
 

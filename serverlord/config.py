@@ -266,6 +266,12 @@ class Settings:
         flag_type=_ratio,
         metavar="RATIO",
     )
+    api_rate_limit: int = _setting(
+        "management API requests per minute and API key (or client address)",
+        600,
+        flag_type=_count,
+        metavar="N",
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir()

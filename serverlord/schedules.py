@@ -29,6 +29,7 @@ __all__ = [
     "Schedule",
     "ScheduleError",
     "check_seconds",
+    "check_zone",
     "preview",
 ]
 
@@ -86,6 +87,12 @@ def _known_zones() -> frozenset[str]:
     # "localtime" is the host's own zone under a file name: a check set to it
     # would change meaning when the server moves.
     return frozenset(available_timezones() - {"localtime"})
+
+
+def check_zone(name: str) -> str:
+    """``name`` if it is a known IANA time zone, else ScheduleError."""
+    _zone(name)
+    return name
 
 
 @lru_cache(maxsize=1024)

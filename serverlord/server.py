@@ -19,6 +19,7 @@ from typing import Any
 
 from serverlord.checks import SHARD_COUNT, Flip, reason_text, shard_of
 from serverlord.config import Settings
+from serverlord.events import EventHub
 from serverlord.notifier import Notifier
 from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
@@ -53,6 +54,7 @@ class Server:
         self.notifier = Notifier(store, settings, telemetry)
         store.observe_commits(telemetry.commits(store.description.split(":")[0]))
         self.ownership = store.ownership()
+        self.events = EventHub(store)
         self.change_cursor = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -61,12 +63,14 @@ class Server:
         """Record one ping durably, then move its check's deadline."""
         outcome = await self.store.record_ping(ping)
         self.sweepers.schedule(outcome.shard, outcome.check_id, outcome.deadline)
+        self.events.ping(ping)
         if outcome.flip is not None:
             self.on_flips([outcome.flip], outcome.notify)
 
     def on_flips(self, flips: list[Flip], notify: bool) -> None:
         if notify:
             self.notifier.wake()
+        self.events.flips(flips)
         self.telemetry.flips(flips, time.time())
         for flip in flips:
             log.info(
@@ -91,6 +95,7 @@ class Server:
         await self.store.heartbeat(time.time())
         self.sweepers.start()
         self.telemetry.watch(self.sweepers.heap_sizes, self.store.count_by_status)
+        self.telemetry.watch_event_clients(self.events.clients)
         await self.ownership.start(self)
         self.notifier.start(release_claims=self.ownership.alone())
         self._tasks = [
@@ -100,6 +105,7 @@ class Server:
         return await self.store.count_checks()
 
     async def stop(self) -> None:
+        self.events.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -174,6 +180,7 @@ class Server:
         now = time.time()
         for check_id in dict.fromkeys(check_ids):
             self.sweepers.schedule(shard_of(check_id), check_id, now)
+        self.events.checks_changed(check_ids)
         self.change_cursor = cursor
 
 
@@ -282,8 +289,9 @@ async def serve(
     server, count = started
     store = server.store
     try:
+        app = http_app(server)
         config = uvicorn.Config(
-            http_app(server),
+            telemetry.wrap(app),
             http="httptools",
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
@@ -301,6 +309,8 @@ async def serve(
         http = _http_server_class()(config)
         if stop.is_set():
             http.should_exit = True
+        # Live event streams end when a stop begins, not at its deadline.
+        app.state.api.stopping = lambda: http.should_exit
         announce = asyncio.create_task(
             _announce(http, settings, store.description, count, worker)
         )
@@ -316,37 +326,37 @@ async def serve(
 
 
 def http_app(server: Server) -> Any:
-    """The ASGI application of a server: pings, health, metrics."""
-    from serverlord.http.app import create_app
-    from serverlord.http.ping import PingService
+    """The Litestar application of a server: pings, API, badges, metrics.
 
-    settings, telemetry = server.settings, server.telemetry
-    service = PingService(
-        server.ingest,
-        settings.ping_body_limit,
-        settings.trusted_proxy,
-        meter=telemetry.pings,
-    )
-    app = create_app(service, settings.ping_body_cap)
-    for handler in [*telemetry.route_handlers(), *_project_metrics(server.store)]:
+    ``server.telemetry.wrap`` gives what to serve: the same, traced if asked.
+    """
+    from serverlord.http.app import build_app
+
+    app = build_app(server, server.settings)
+    for handler in [
+        *server.telemetry.route_handlers(),
+        *_project_metrics(server.store),
+    ]:
         app.register(handler)
-    return telemetry.wrap(app)
+    return app
 
 
 def _project_metrics(store: Store) -> list[Any]:
-    """The per-project check metrics routes.
-
-    serverlord has no API keys yet, so every key is refused; once projects
-    and their keys exist, the lookup finds the key's project and whether it
-    is read-only, and the checks are that project's.
-    """
+    """The per-project check metrics routes, opened by read-only API keys."""
+    from serverlord.accounts import KEY_ID_LENGTH, digest, key_matches
     from serverlord.telemetry.http import project_metrics_routes
-    from serverlord.telemetry.projects import no_keys
+    from serverlord.telemetry.projects import KeyGrant
 
-    async def checks(project: str) -> list[Any]:
-        return []
+    async def lookup(key: str) -> KeyGrant | None:
+        stored = await store.get_api_key(key[:KEY_ID_LENGTH])
+        if stored is None:
+            digest(key)  # the same work as a found key, so timing tells nothing
+            return None
+        if not key_matches(key, stored):
+            return None
+        return KeyGrant(stored.project, stored.read_only)
 
-    return project_metrics_routes(no_keys, checks)
+    return project_metrics_routes(lookup, store.project_checks)
 
 
 def _stop_event() -> asyncio.Event:

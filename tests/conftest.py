@@ -13,8 +13,7 @@ import pytest
 import uvicorn
 
 from serverlord.config import Settings
-from serverlord.http.app import create_app
-from serverlord.http.ping import PingService
+from serverlord.http.app import build_app
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 
@@ -54,10 +53,7 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
 async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
     server = Server(settings, store)
     await server.start()
-    service = PingService(
-        server.ingest, settings.ping_body_limit, settings.trusted_proxy
-    )
-    app = create_app(service, settings.ping_body_cap)
+    app = build_app(server, settings)
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(

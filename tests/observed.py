@@ -41,7 +41,7 @@ async def observed(
     """A started server with ``telemetry``, its HTTP side on a free port."""
     server = Server(settings, store, telemetry)
     await server.start()
-    app = http_app(server)
+    app = telemetry.wrap(http_app(server))
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(

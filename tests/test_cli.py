@@ -405,6 +405,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "metrics": ("off", False),
     "metrics_token": ("s3cret", "s3cret"),
     "trace_pings": ("0.25", 0.25),
+    "api_rate_limit": ("120", 120),
 }
 SETTINGS = [setting.name for setting in fields(Settings)]
 

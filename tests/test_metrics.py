@@ -27,6 +27,7 @@ from serverlord.telemetry import NO_TELEMETRY, start
 from serverlord.telemetry.meters import PING_MS
 from tests.conftest import Live
 from tests.observed import observed
+from tests.tenants import make_tenant
 
 DAY = 86400.0
 
@@ -218,3 +219,19 @@ async def test_pings_log_nothing_at_info(
         and record.levelno >= logging.INFO
     ]
     assert server_side == []
+
+
+async def test_event_stream_clients_are_counted_while_connected(live: Live) -> None:
+    tenant = await make_tenant(live.store)
+    gauge = "serverlord_events_clients"
+
+    async with live.client.stream(
+        "GET", "/api/v3/events", headers=tenant.ro
+    ) as response:
+        assert response.status_code == 200
+        connected = await scrape(live)
+    await asyncio.sleep(0.2)
+    gone = await scrape(live)
+
+    assert value(connected[gauge], gauge) == 1
+    assert value(gone[gauge], gauge) == 0

@@ -29,6 +29,7 @@ from serverlord.telemetry.meters import PING_MS
 from tests.conftest import Live
 from tests.observed import OtlpReceiver, observed
 from tests.receivers import WebhookReceiver
+from tests.tenants import make_tenant
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
 pytestmark = pytest.mark.filterwarnings(
@@ -197,3 +198,24 @@ async def test_a_traceparent_header_continues_the_callers_trace(
         return any(s.trace_id.hex() == trace_id for s in otlp.spans())
 
     await otlp.wait_for(continued)
+
+
+async def test_management_api_requests_are_spans_named_by_their_route(
+    live: Live, otlp: OtlpReceiver
+) -> None:
+    tenant = await make_tenant(live.store)
+    check = await add_check(live.store)
+
+    listed = await live.client.get("/api/v3/checks/", headers=tenant.ro)
+    one = await live.client.get(f"/api/v3/checks/{check.id}", headers=tenant.ro)
+    assert listed.status_code == 200 and one.status_code == 404
+
+    def both() -> bool:
+        names = {span.name for span in otlp.spans()}
+        return {"GET /api/v3/checks", "GET /api/v3/checks/{code}"} <= names
+
+    await otlp.wait_for(both)
+    for span in otlp.spans():
+        assert check.id not in span.name and tenant.read not in span.name
+        attributes = {a.key: a.value for a in span.attributes}
+        assert all(check.id not in str(v) for v in attributes.values())

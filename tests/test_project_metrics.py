@@ -10,16 +10,24 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from serverlord.accounts import unique_key
 from serverlord.checks import DOWN, PAUSED, UP, Check
+from serverlord.config import Settings
 from serverlord.schedules import Schedule
+from serverlord.store import Store
+from serverlord.telemetry import start
 from serverlord.telemetry.http import project_metrics_routes
-from serverlord.telemetry.projects import KeyGrant, render_checks, unique_key
+from serverlord.telemetry.projects import KeyGrant, render_checks
+from tests.conftest import Live
+from tests.observed import observed
+from tests.tenants import make_tenant
 
 PROJECT = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
@@ -171,3 +179,44 @@ def test_checks_are_named_by_unique_key_never_by_their_ping_uuid() -> None:
         assert each.id not in text
         assert f'unique_key="{unique_key(each.id)}"' in text
     assert len(unique_key(CHECKS[0].id)) == 40
+
+
+# Through a live server, with keys made in its store.
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Live]:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    settings = Settings(data_dir=tmp_path, shards=2)
+    async with observed(settings, store, start(settings)) as server:
+        yield server
+
+
+async def test_a_live_server_opens_a_projects_metrics_to_its_read_only_key_only(
+    live: Live,
+) -> None:
+    alice = await make_tenant(live.store, "alice@example.com")
+    bob = await make_tenant(live.store, "bob@example.com")
+    mine = check("alice's backup", status=UP, last_ping=time.time())
+    mine.id, mine.project = str(uuid.uuid4()), alice.project.id
+    theirs = check("bob's backup", status=DOWN)
+    theirs.id, theirs.project = str(uuid.uuid4()), bob.project.id
+    await live.store.add_check(mine)
+    await live.store.add_check(theirs)
+    url = f"/projects/{alice.project.id}/metrics"
+
+    opened = await live.client.get(f"{url}/{alice.read}")
+    by_header = await live.client.get(
+        url, headers={"Authorization": f"Bearer {alice.read}"}
+    )
+    read_write = await live.client.get(f"{url}/{alice.write}")
+    bobs_key = await live.client.get(f"{url}/{bob.read}")
+
+    assert opened.status_code == 200 and by_header.status_code == 200
+    assert "alice's backup" in opened.text and "bob's backup" not in opened.text
+    assert f'unique_key="{unique_key(mine.id)}"' in opened.text
+    assert mine.id not in opened.text
+    assert read_write.status_code == 403
+    assert bobs_key.status_code == 403

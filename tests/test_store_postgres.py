@@ -436,6 +436,7 @@ async def test_migrations_applied_in_order_give_the_schema(empty_db: str) -> Non
     assert tables == {
         "checks", "pings", "flips", "changes", "meta", "channels",
         "check_channels", "deliveries", "attempts", "schema_migrations",
+        "users", "projects", "api_keys",
     }  # fmt: skip
     assert {"failure_threshold", "next_reminder", "version"} <= {
         row[0] for row in columns
@@ -447,7 +448,9 @@ async def test_every_key_of_a_checks_data_leads_with_its_shard(
 ) -> None:
     # What Citus needs to distribute the schema by shard: every primary key
     # and every foreign key between distributed tables includes the column.
-    reference = {"channels", "meta", "schema_migrations"}
+    reference = {
+        "channels", "meta", "schema_migrations", "users", "projects", "api_keys",
+    }  # fmt: skip
     keys = await db.fetch(
         "SELECT conrelid::regclass::text AS tbl, confrelid::regclass::text AS ref, "
         "contype, (SELECT array_agg(attname ORDER BY attnum) FROM pg_attribute "

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from serverlord import __version__
+from serverlord.config import Settings
+from serverlord.http.api import API_PATH, api_router
+from serverlord.http.api_service import ApiService
+from serverlord.http.badges import BadgeService, badge_routes
 from serverlord.http.ping import PingService, ping_routes
+
+if TYPE_CHECKING:
+    from serverlord.server import Server
 
 
 @get("/api/health", include_in_schema=False)
@@ -35,15 +45,57 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     )
 
 
-def create_app(ping_service: PingService, body_cap: int) -> Litestar:
+def create_app(
+    ping_service: PingService,
+    body_cap: int,
+    api: ApiService | None = None,
+) -> Litestar:
+    handlers: list[Any] = [*ping_routes(ping_service, body_cap), health]
+    openapi = None
+    if api is not None:
+        handlers += [api_router(api), *badge_routes(BadgeService(api.store))]
+        openapi = OpenAPIConfig(
+            title="serverlord management API",
+            version=__version__,
+            description="Healthchecks.io's API v3, with serverlord's additions.",
+            path=f"{API_PATH}/schema",
+            render_plugins=[JsonRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "api_key": SecurityScheme(
+                        type="apiKey", name="X-Api-Key", security_scheme_in="header"
+                    )
+                }
+            ),
+        )
     return Litestar(
-        route_handlers=[*ping_routes(ping_service, body_cap), health],
+        route_handlers=handlers,
         exception_handlers={
             NotFoundException: _not_found,
             HTTPException: _http_error,
         },
-        openapi_config=None,
+        openapi_config=openapi,
         # serverlord configures logging itself (see cli.run_serve).
         logging_config=None,
         debug=False,
     )
+
+
+def build_app(server: Server, settings: Settings) -> Litestar:
+    """The whole HTTP side of a running server: pings, API, badges."""
+    service = PingService(
+        server.ingest,
+        settings.ping_body_limit,
+        settings.trusted_proxy,
+        store=server.store,
+        meter=server.telemetry.pings,
+    )
+    api = ApiService(
+        store=server.store,
+        base_url=settings.resolved_base_url,
+        events=server.events,
+        rate_limit=settings.api_rate_limit,
+    )
+    app = create_app(service, settings.ping_body_cap, api)
+    app.state.api = api
+    return app

@@ -1,12 +1,15 @@
 """The ping routes, compatible with Healthchecks.io's ping API.
 
-``/ping/<uuid>[/start|/fail|/log|/<exit status>]`` by GET, POST or HEAD. The
-answer comes only after the ping is committed to the store. Answers are plain
-text, as cron wrappers and Healthchecks clients expect.
+``/ping/<uuid>[/start|/fail|/log|/<exit status>]`` by GET, POST or HEAD, and
+the same suffixes after ``/ping/<project ping key>/<slug>``; ``?create=1`` on
+a slug URL makes a missing check. The answer comes only after the ping is
+committed to the store. Answers are plain text, as cron wrappers and
+Healthchecks clients expect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -21,12 +24,17 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from serverlord.pings import BadPingError, Ping, kind_of
-from serverlord.store.base import CheckNotFoundError, StoreUnavailableError
+from serverlord.store.base import (
+    CheckNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from serverlord.telemetry.meters import PingMeter
 
 log = logging.getLogger(__name__)
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 USER_AGENT_LIMIT = 200
 NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
 
@@ -39,9 +47,14 @@ class PingService:
         ingest: Any,
         body_limit: int,
         trusted_proxy: bool,
+        store: Any = None,
         meter: PingMeter | None = None,
     ) -> None:
         self.ingest = ingest
+        self.store = store
+        """Where slug URLs are looked up; without one they are not served."""
+        self._ping_keys: dict[str, str] = {}
+        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self.body_limit = body_limit
         self.trusted_proxy = trusted_proxy
         self.meter = meter
@@ -79,6 +92,10 @@ class PingService:
     async def handle(
         self, request: Request[Any, Any, Any], code: str, suffix: str | None
     ) -> ASGIResponse:
+        if not UUID_RE.fullmatch(code):
+            if suffix is None:
+                return self.answer(request, 404, "not found")
+            return await self.handle_slug(request, code, suffix, None)
         try:
             ping = await self._parse(request, code, suffix)
         except BadPingError as exc:
@@ -87,14 +104,94 @@ class PingService:
             return self.answer(request, 404, "not found")
         except ClientException as exc:
             return self.answer(request, exc.status_code, "request body too large")
+        return await self._record(request, ping, 200, "OK")
 
+    async def _record(
+        self, request: Request[Any, Any, Any], ping: Ping, status: int, text: str
+    ) -> ASGIResponse:
         try:
             await self.ingest(ping)
         except CheckNotFoundError:
             return self.answer(request, 404, "not found")
         except StoreUnavailableError:
             return self.answer(request, 503, "store unavailable, try again")
-        return self.answer(request, 200, "OK")
+        return self.answer(request, status, text)
+
+    async def handle_slug(
+        self,
+        request: Request[Any, Any, Any],
+        ping_key: str,
+        slug: str,
+        suffix: str | None,
+    ) -> ASGIResponse:
+        """A ping to the check of this slug in the project of this ping key."""
+        try:
+            ping = await self._parse(request, "", suffix)
+        except BadPingError as exc:
+            return self.answer(request, 400, str(exc))
+        except LookupError:
+            return self.answer(request, 404, "not found")
+        except ClientException as exc:
+            return self.answer(request, exc.status_code, "request body too large")
+        if not SLUG_RE.fullmatch(slug):
+            return self.answer(request, 400, "invalid url format")
+
+        try:
+            project = await self._project_of(ping_key)
+            if project is None:
+                return self.answer(request, 404, "not found")
+            check_ids = await self._slug_checks(project, slug)
+            created = False
+            if not check_ids and request.query_params.get("create") == "1":
+                check_ids, created = await self._create(project, slug)
+        except StoreError:
+            return self.answer(request, 503, "store unavailable, try again")
+        if not check_ids:
+            return self.answer(request, 404, "not found")
+        if len(check_ids) > 1:
+            return self.answer(request, 409, "ambiguous slug")
+        ping.check_id = check_ids[0]
+        if created:
+            return await self._record(request, ping, 201, "Created")
+        return await self._record(request, ping, 200, "OK")
+
+    async def _project_of(self, ping_key: str) -> str | None:
+        # Projects and their ping keys never change: known ones are kept.
+        project = self._ping_keys.get(ping_key)
+        if project is None and self.store is not None and len(ping_key) <= 64:
+            found = await self.store.project_by_ping_key(ping_key)
+            if found is not None:
+                project = self._ping_keys[ping_key] = found.id
+        return project
+
+    async def _slug_checks(self, project: str, slug: str) -> list[str]:
+        return [check.id for check in await self.store.checks_by_slug(project, slug)]
+
+    async def _create(self, project: str, slug: str) -> tuple[list[str], bool]:
+        from serverlord.http.api_edit import new_check
+
+        # Two pings racing to create the same check make one check.
+        lock = self._creating.setdefault((project, slug), asyncio.Lock())
+        try:
+            async with lock:
+                check_ids = await self._slug_checks(project, slug)
+                if check_ids:
+                    return check_ids, False
+                check = new_check(project)
+                check.name = check.slug = slug
+                channels = await self.store.project_channels(project)
+                await self.store.add_check(check)
+                await self.store.set_check_channels(check.id, [c.id for c in channels])
+                log.info(
+                    "created check %s for slug %s on its first ping",
+                    check.id,
+                    slug,
+                    extra={"action": "check_auto_created", "check_id": check.id},
+                )
+                return [check.id], True
+        finally:
+            if not lock.locked():
+                self._creating.pop((project, slug), None)
 
     async def _parse(
         self,
@@ -102,8 +199,6 @@ class PingService:
         code: str,
         suffix: str | None,
     ) -> Ping:
-        if not UUID_RE.fullmatch(code):
-            raise LookupError(code)
         kind, exit_status = kind_of(suffix)
         rid = _run_id(request.query_params.get("rid"))
         body = await request.body() if _may_have_body(request) else b""
@@ -181,7 +276,9 @@ def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
     ) -> ASGIResponse:
         started = time.perf_counter()
         answer = await service.handle(request, code, suffix)
-        meter.ping(suffix, answer.status_code, started)  # type: ignore[union-attr]
+        # /ping/<ping key>/<slug> is a success ping: its last segment is a slug.
+        kind = suffix if len(code) == 36 else None
+        meter.ping(kind, answer.status_code, started)  # type: ignore[union-attr]
         return answer
 
     options: dict[str, Any] = {
@@ -189,9 +286,32 @@ def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
         "request_max_body_size": body_cap,
         "include_in_schema": False,
     }
+
+    async def ping_slug(
+        request: Request[Any, Any, Any],
+        code: FromPath[str],
+        slug: FromPath[str],
+        suffix: FromPath[str],
+    ) -> ASGIResponse:
+        return await service.handle_slug(request, code, slug, suffix)
+
+    async def measured_ping_slug(
+        request: Request[Any, Any, Any],
+        code: FromPath[str],
+        slug: FromPath[str],
+        suffix: FromPath[str],
+    ) -> ASGIResponse:
+        started = time.perf_counter()
+        answer = await service.handle_slug(request, code, slug, suffix)
+        meter.ping(suffix, answer.status_code, started)  # type: ignore[union-attr]
+        return answer
+
     if meter is not None:
         ping, ping_suffix = measured_ping, measured_ping_suffix
+        ping_slug = measured_ping_slug
+
     return [
         route("/ping/{code:str}", **options)(ping),
         route("/ping/{code:str}/{suffix:str}", **options)(ping_suffix),
+        route("/ping/{code:str}/{slug:str}/{suffix:str}", **options)(ping_slug),
     ]

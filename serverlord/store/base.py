@@ -10,8 +10,9 @@ from serverlord.channels import AttemptResult, Channel, Delivery
 from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
+from serverlord.store.projects import ProjectStore
 
-PINGS_KEPT = 100
+PINGS_KEPT = 1000
 """How many recent pings a check keeps; older ones are pruned as new ones come."""
 
 CommitObserver = Callable[[int, float, bool], None]
@@ -72,7 +73,7 @@ class SweepOutcome:
     notify: bool = False
 
 
-class Store(Protocol):
+class Store(ProjectStore, Protocol):
     """The contract both backends pass; every method is safe to call at once."""
 
     description: str

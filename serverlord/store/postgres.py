@@ -33,6 +33,7 @@ from serverlord.store.base import (
     StoreUnavailableError,
     SweepOutcome,
 )
+from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.postgres_writes import (
     LOCK_SPACE,
     Q,
@@ -402,7 +403,7 @@ def masked(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(PostgresProjects):
     """The PostgreSQL backend of the store contract."""
 
     def __init__(
@@ -535,6 +536,7 @@ class PostgresStore:
             channel.kind,
             channel.masked_url,
             channel.created,
+            channel.project,
         )
 
         async def insert(conn: Connection) -> None:

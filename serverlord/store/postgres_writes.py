@@ -73,7 +73,7 @@ _CHECK_COLUMNS = (
     "n_pings", "last_ping", "last_start", "last_start_rid", "last_duration",
     "deadline", "created", "failure_threshold", "recovery_threshold",
     "reminder_every", "fail_streak", "ok_streak", "missed", "down_since",
-    "next_reminder",
+    "next_reminder", "project",
 )  # fmt: skip
 """The parameters of ``insert_check``, in order."""
 

@@ -8,9 +8,9 @@ from importlib import resources
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
-def load_queries(backend: str) -> dict[str, str]:
-    """Every ``-- name: x`` block of ``sql/<backend>/queries.sql``, by name."""
-    text = _read(backend, "queries.sql")
+def load_queries(backend: str, file: str = "queries.sql") -> dict[str, str]:
+    """Every ``-- name: x`` block of ``sql/<backend>/<file>``, by name."""
+    text = _read(backend, file)
     parts = _NAME.split(text)
     return {
         name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2], strict=True)

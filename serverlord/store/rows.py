@@ -52,6 +52,7 @@ def check_from_row(row: Row) -> Check:
         down_since=row["down_since"],
         next_reminder=row["next_reminder"],
         shard=row["shard"],
+        project=row["project"],
     )
 
 
@@ -88,6 +89,7 @@ def check_to_row(check: Check) -> dict[str, Any]:
         "missed": check.missed,
         "down_since": check.down_since,
         "next_reminder": check.next_reminder,
+        "project": check.project,
     }
 
 
@@ -123,6 +125,7 @@ def channel_from_row(row: Row) -> Channel:
         last_attempt=row["last_attempt"],
         last_ok=None if row["last_ok"] is None else bool(row["last_ok"]),
         last_error=row["last_error"],
+        project=row["project"],
     )
 
 

@@ -56,6 +56,7 @@ from serverlord.store.rows import (
     ping_to_params,
     state_params,
 )
+from serverlord.store.sqlite_projects import SqliteProjects
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
             future.set_exception(error)
 
 
-class SqliteStore:
+class SqliteStore(SqliteProjects):
     """The SQLite backend of the store contract."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
@@ -354,6 +355,7 @@ class SqliteStore:
             channel.kind,
             channel.masked_url,
             channel.created,
+            channel.project,
         )
         await self._write(
             guarded(lambda conn: conn.execute(Q["insert_channel"], params))

@@ -10,9 +10,9 @@ from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from serverlord.accounts import KEY_LENGTH
 from serverlord.telemetry.exposition import CONTENT_TYPE
 from serverlord.telemetry.projects import (
-    KEY_LENGTH,
     KeyLookup,
     ProjectChecks,
     may_read,

@@ -30,8 +30,10 @@ BATCH_SIZES = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 
 _RESULTS = {
     200: "ok",
+    201: "created",
     400: "bad_request",
     404: "not_found",
+    409: "ambiguous",
     413: "too_large",
     503: "unavailable",
 }

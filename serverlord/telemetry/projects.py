@@ -13,15 +13,11 @@ at the time of the scrape, one series per check.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from serverlord.accounts import unique_key
 from serverlord.checks import DOWN, GRACE, PAUSED, Check, status_at
-
-KEY_LENGTH = 32
-"""Characters of an API key (Healthchecks' keys have as many)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -38,19 +34,8 @@ ProjectChecks = Callable[[str], Awaitable[Sequence[Check]]]
 """The checks of a project."""
 
 
-async def no_keys(key: str) -> KeyGrant | None:
-    """The lookup while serverlord has no API keys: every key is refused."""
-    return None
-
-
 def may_read(grant: KeyGrant | None, project: str) -> bool:
     return grant is not None and grant.read_only and grant.project == project
-
-
-def unique_key(check_id: str) -> str:
-    """A stable name of a check that does not give away its ping URL."""
-    half = uuid.UUID(check_id).hex[:16]
-    return hashlib.sha1(half.encode()).hexdigest()
 
 
 def render_checks(checks: Sequence[Check], now: float) -> str:

@@ -38,10 +38,10 @@ INSERT INTO checks (
     max_runtime, manual_resume, status, n_pings, last_ping, last_start,
     last_start_rid, last_duration, deadline, created, version,
     failure_threshold, recovery_threshold, reminder_every, fail_streak,
-    ok_streak, missed, down_since, next_reminder
+    ok_streak, missed, down_since, next_reminder, project
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-    $17, $18, $19, $20, $21, 0, $22, $23, $24, $25, $26, $27, $28, $29
+    $17, $18, $19, $20, $21, 0, $22, $23, $24, $25, $26, $27, $28, $29, $30
 );
 
 -- name: update_check_config
@@ -161,8 +161,8 @@ INSERT INTO meta (key, value) VALUES ($1, $2)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
 -- name: insert_channel
-INSERT INTO channels (id, name, url, kind, masked_url, created)
-VALUES ($1, $2, $3, $4, $5, $6);
+INSERT INTO channels (id, name, url, kind, masked_url, created, project)
+VALUES ($1, $2, $3, $4, $5, $6, $7);
 
 -- name: get_channel
 SELECT * FROM channels WHERE id = $1;

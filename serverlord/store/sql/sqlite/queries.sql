@@ -10,13 +10,13 @@ INSERT INTO checks (
     max_runtime, manual_resume, status, n_pings, last_ping, last_start,
     last_start_rid, last_duration, deadline, created, version,
     failure_threshold, recovery_threshold, reminder_every, fail_streak,
-    ok_streak, missed, down_since, next_reminder
+    ok_streak, missed, down_since, next_reminder, project
 ) VALUES (
     :id, :shard, :name, :slug, :tags, :desc, :kind, :timeout, :schedule, :tz,
     :grace, :max_runtime, :manual_resume, :status, :n_pings, :last_ping,
     :last_start, :last_start_rid, :last_duration, :deadline, :created, 0,
     :failure_threshold, :recovery_threshold, :reminder_every, :fail_streak,
-    :ok_streak, :missed, :down_since, :next_reminder
+    :ok_streak, :missed, :down_since, :next_reminder, :project
 );
 
 -- name: update_check_config
@@ -97,8 +97,8 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 SELECT body FROM pings WHERE check_id = ? ORDER BY n DESC LIMIT 1;
 
 -- name: insert_channel
-INSERT INTO channels (id, name, url, kind, masked_url, created)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO channels (id, name, url, kind, masked_url, created, project)
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: get_channel
 SELECT * FROM channels WHERE id = ?;
