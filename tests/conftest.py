@@ -1,4 +1,11 @@
-"""Shared fixtures: a real serverlord on a real socket, in the test's loop."""
+"""Shared fixtures: a store on each backend, and a real serverlord on a real socket
+in the test's loop.
+
+Every test that asks for ``settings``, ``store`` or ``live`` runs twice: on SQLite
+and on a real PostgreSQL (a fresh migrated database per test, see
+``tests/postgres.py``). A module that tests one backend only overrides the
+``backend`` fixture.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from serverlord.http.app import create_app
 from serverlord.http.ping import PingService
 from serverlord.server import Server
 from serverlord.store import Store, open_store
+
+BACKENDS = ("sqlite", "postgres")
 
 
 @dataclass
@@ -37,9 +46,26 @@ def free_socket() -> socket.socket:
     return sock
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend: each test that uses a store runs on both."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, shards=4)
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """``--database-url`` for the backend: empty for SQLite (its default file in
+    the data folder), a fresh migrated database for PostgreSQL."""
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return ""
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path, shards=4, database_url=database_url)
 
 
 @pytest.fixture
