@@ -49,7 +49,7 @@ from serverlord.store.postgres_writes import (
     sweep,
     update_check,
 )
-from serverlord.store.queries import load_migrations
+from serverlord.store.queries import Migration, load_migrations
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -95,19 +95,24 @@ _REFUSED = (
 """Log-in refusals: a wrong user, password or database name."""
 
 
-async def migrate(conn: Connection) -> list[int]:
+async def migrate(
+    conn: Connection, migrations: list[Migration] | None = None
+) -> list[int]:
     """Apply the migrations this database has not seen; return their numbers.
 
     All of them run in one transaction, so a process killed halfway leaves the
     database as it was; under an advisory lock, so that a second process
     starting at the same time waits and then finds nothing left to do.
+    ``migrations`` defaults to all of the package's.
     """
+    if migrations is None:
+        migrations = load_migrations("postgres")
     applied = []
     async with conn.transaction():
         await conn.execute(Q["lock"], LOCK_SPACE, MIGRATIONS_LOCK)
         await conn.execute(Q["create_migrations_table"])
         seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
-        for number, name, sql in load_migrations("postgres"):
+        for number, name, sql in migrations:
             if number in seen:
                 continue
             log.info(

@@ -42,7 +42,7 @@ from serverlord.store.base import (
     StoreUnavailableError,
     SweepOutcome,
 )
-from serverlord.store.queries import load_migrations, load_queries
+from serverlord.store.queries import Migration, load_migrations, load_queries
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -76,18 +76,23 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
+def migrate(
+    conn: sqlite3.Connection, migrations: list[Migration] | None = None
+) -> list[int]:
     """Apply the migrations this database has not seen; return their numbers.
 
     All of them run in one transaction with the version stamp, so a process
     killed halfway leaves the database as it was; a second process starting at
     the same time waits for the lock and then finds nothing left to do.
+    ``migrations`` defaults to all of the package's.
     """
+    if migrations is None:
+        migrations = load_migrations("sqlite")
     applied = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, name, sql in load_migrations("sqlite"):
+        for number, name, sql in migrations:
             if number <= current:
                 continue
             log.info(
