@@ -19,6 +19,10 @@ from serverlord.checks import SHARD_COUNT
 from serverlord.durations import DurationError, parse_duration
 
 
+LEGACY_VARIABLES = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASS", "DB_NAME", "SHARD_COUNT")
+"""Older variable names read as fall-backs when no SERVERLORD_* setting is given."""
+
+
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("serverlord", appauthor=False))
 

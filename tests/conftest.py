@@ -24,6 +24,7 @@ from serverlord.http.app import create_app
 from serverlord.http.ping import PingService
 from serverlord.server import Server
 from serverlord.store import Store, open_store
+from tests.database import Database
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -61,6 +62,12 @@ def database_url(backend: str, request: pytest.FixtureRequest) -> str:
         url: str = request.getfixturevalue("postgres_url")
         return url
     return ""
+
+
+@pytest.fixture
+def database(tmp_path: Path, database_url: str) -> Database:
+    """The backend's database for tests that run serverlord as a subprocess."""
+    return Database(tmp_path / "data", database_url)
 
 
 @pytest.fixture

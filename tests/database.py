@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,26 @@ def _sqlite_fetch(url: str, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+@dataclass
+class Database:
+    """Where the servers and the CLI of an end-to-end test keep their checks."""
+
+    data_dir: Path
+    database_url: str
+    """``--database-url``: empty for SQLite's default file in ``data_dir``."""
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / SQLITE_FILE}"
+
+    def env(self) -> dict[str, str]:
+        """The SERVERLORD_* variables that point a process at this database."""
+        env = {"SERVERLORD_DATA_DIR": str(self.data_dir)}
+        if self.database_url:
+            env["SERVERLORD_DATABASE_URL"] = self.database_url
+        return env
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return fetch_now(self.url, sql, *params)
