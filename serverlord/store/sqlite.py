@@ -305,6 +305,10 @@ class SqliteStore:
             await self._read(self._reader.close)
             self._reader = None
         self._reads.shutdown(wait=True)
+        if self._lock is not None:
+            # Closing the file releases the lock: the next server may start.
+            self._lock.close()
+            self._lock = None
 
     # Writes: each is one operation of a group-committed batch.
 
