@@ -16,6 +16,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +63,8 @@ T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 2000
+WAL_SWITCH_TIMEOUT = 5.0
+"""Longest wait to switch a new database file to WAL mode."""
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -70,10 +73,25 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     # Other processes (the CLI) write to the same file: wait for them briefly
     # instead of failing at once; first, since switching to WAL takes a lock.
     conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(conn)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    # While processes create a new file at once, SQLite may refuse the switch
+    # at once instead of waiting (it would deadlock otherwise): try again. A
+    # file in WAL mode already needs no lock for it.
+    give_up = time.monotonic() + WAL_SWITCH_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+        time.sleep(0.01)
 
 
 def migrate(
