@@ -25,6 +25,7 @@ from serverlord import __version__
 from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
+from serverlord.db_commands import add_db_commands
 from serverlord.durations import DurationError, parse_duration
 from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_commands(commands)
     add_channel_commands(commands, _common)
     _add_schedule_commands(commands)
+    add_db_commands(commands)
     return parser
 
 

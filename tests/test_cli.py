@@ -378,6 +378,7 @@ def test_check_add_refuses_a_bad_name(run: Run, name: str) -> None:
 SAMPLES: dict[str, tuple[str, Any]] = {
     "data_dir": ("/srv/serverlord", Path("/srv/serverlord")),
     "database_url": ("sqlite:////srv/db.sqlite3", "sqlite:////srv/db.sqlite3"),
+    "auto_migrate": ("0", False),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9123", 9123),
     "shards": ("3", 3),
@@ -425,6 +426,18 @@ def test_serve_help_lists_every_setting_with_its_variable(run: Run) -> None:
     for name in SETTINGS:
         assert "--" + name.replace("_", "-") in text
         assert f"SERVERLORD_{name.upper()}" in text
+
+
+def test_the_readme_lists_the_settings_serve_help_lists(run: Run) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = set(re.findall(r"^\| `(--[a-z-]+)` \|", readme, re.MULTILINE))
+    help_out = run("serve", "--help").out
+    flags = set(re.findall(r"^ +(--[a-z-]+)", help_out, re.MULTILINE)) - {"--help"}
+    help_text = " ".join(help_out.split())
+
+    assert table == flags
+    for variable in ("SHARD_COUNT", "DB_HOST", "DB_PASS", "PGHOST", "PGPASSWORD"):
+        assert variable in readme and variable in help_text, variable
 
 
 def test_check_commands_use_the_data_dir_from_the_environment(

@@ -9,6 +9,7 @@ from serverlord.channels import AttemptResult, Channel, Delivery
 from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
+from serverlord.store.queries import Migration
 
 PINGS_KEPT = 100
 """How many recent pings a check keeps; older ones are pruned as new ones come."""
@@ -32,6 +33,24 @@ class ChannelNotFoundError(StoreError):
 
 class ConflictError(StoreError):
     """A check changed under a compare-and-set; nothing was written."""
+
+
+class SchemaBehindError(StoreError):
+    """The database lacks migrations this serverlord needs, and migrating on open
+    is off."""
+
+
+class DatabaseUrlError(StoreError):
+    """The database URL cannot be used as it is written."""
+
+
+def schema_behind(pending: list[Migration], where: str) -> SchemaBehindError:
+    names = ", ".join(f"{number:04d}_{name}" for number, name, _ in pending)
+    return SchemaBehindError(
+        f"the schema of {where} is behind this serverlord (not applied: {names}); "
+        "run `serverlord db migrate`, or let it migrate on start with "
+        "--auto-migrate true"
+    )
 
 
 @dataclass(slots=True, frozen=True)

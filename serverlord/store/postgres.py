@@ -25,11 +25,13 @@ from serverlord.ownership import Ownership
 from serverlord.pings import Ping
 from serverlord.store.base import (
     ConflictError,
+    DatabaseUrlError,
     Due,
     PingOutcome,
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    schema_behind,
 )
 from serverlord.store.postgres_writes import (
     LOCK_SPACE,
@@ -125,6 +127,14 @@ async def migrate(
             await conn.execute(Q["record_migration"], number, name)
             applied.append(number)
     return applied
+
+
+async def pending_migrations(conn: Connection) -> list[Migration]:
+    """The migrations this database has not seen, in order."""
+    seen = set()
+    if await conn.fetchval(Q["migrations_table_exists"]):
+        seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
+    return [m for m in load_migrations("postgres") if m[0] not in seen]
 
 
 @dataclass(slots=True)
@@ -438,6 +448,8 @@ class PostgresStore:
             try:
                 if self.auto_migrate:
                     await migrate(conn)
+                elif pending := await pending_migrations(conn):
+                    raise schema_behind(pending, self.description)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 error = StoreUnavailableError if _unavailable(exc) else StoreError
                 raise error(f"cannot migrate {self.description}: {exc}") from exc
@@ -457,7 +469,10 @@ class PostgresStore:
         try:
             await pool
             conn: PoolConnectionProxy[asyncpg.Record] = await pool.acquire()
-        except (*_REFUSED, ValueError) as exc:
+        except (ValueError, OverflowError) as exc:
+            # asyncpg read the URL, or a PG* variable, and found it wrong.
+            raise DatabaseUrlError(f"{self.description}: {exc}") from exc
+        except _REFUSED as exc:
             # Trying again changes nothing until someone fixes the settings.
             raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

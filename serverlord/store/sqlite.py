@@ -39,9 +39,11 @@ from serverlord.store.base import (
     ConflictError,
     Due,
     PingOutcome,
+    SchemaBehindError,
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    schema_behind,
 )
 from serverlord.store.queries import Migration, load_migrations, load_queries
 from serverlord.store.rows import (
@@ -130,6 +132,16 @@ def migrate(
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def pending_migrations(
+    conn: sqlite3.Connection, migrations: list[Migration] | None = None
+) -> list[Migration]:
+    """The migrations this database has not seen, in order."""
+    if migrations is None:
+        migrations = load_migrations("sqlite")
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    return [migration for migration in migrations if migration[0] > current]
 
 
 def _statements(sql: str) -> list[str]:
@@ -279,9 +291,12 @@ def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
 class SqliteStore:
     """The SQLite backend of the store contract."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", auto_migrate: bool = True
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.auto_migrate = auto_migrate
         self.description = f"sqlite:///{path}"
         self._writer: _Writer | None = None
         self._lock: IO[str] | None = None
@@ -289,9 +304,22 @@ class SqliteStore:
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="serverlord-sqlite-read")
 
     async def open(self) -> None:
+        if not self.auto_migrate and not self.path.exists():
+            raise SchemaBehindError(
+                "there is no database there yet: create it with "
+                "`serverlord db migrate`, or let it be created on start with "
+                "--auto-migrate true"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = await asyncio.to_thread(connect, self.path, synchronous=self.synchronous)
-        await asyncio.to_thread(migrate, conn)
+        try:
+            if self.auto_migrate:
+                await asyncio.to_thread(migrate, conn)
+            elif pending := await asyncio.to_thread(pending_migrations, conn):
+                raise schema_behind(pending, self.description)
+        except BaseException:
+            conn.close()
+            raise
         self._writer = _Writer(conn)
         self._writer.start()
         self._reader = await self._read(connect, self.path)
