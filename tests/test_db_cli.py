@@ -183,7 +183,7 @@ def test_serve_without_migrating_refuses_a_database_that_is_behind(
 
     assert result.code == 1
     line = one_line(result.err)
-    assert "is behind this serverlord" in line
+    assert "schema is behind this serverlord" in line
     assert "0002_notifications" in line
     assert "serverlord db migrate" in line
     assert run("db", "migrate", "--database-url", empty_url).code == 0

@@ -44,11 +44,11 @@ class DatabaseUrlError(StoreError):
     """The database URL cannot be used as it is written."""
 
 
-def schema_behind(pending: list[Migration], where: str) -> SchemaBehindError:
+def schema_behind(pending: list[Migration]) -> SchemaBehindError:
     names = ", ".join(f"{number:04d}_{name}" for number, name, _ in pending)
     return SchemaBehindError(
-        f"the schema of {where} is behind this serverlord (not applied: {names}); "
-        "run `serverlord db migrate`, or let it migrate on start with "
+        f"its schema is behind this serverlord (not applied: {names}): run "
+        "`serverlord db migrate`, or let it migrate on start with "
         "--auto-migrate true"
     )
 

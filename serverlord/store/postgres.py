@@ -449,7 +449,7 @@ class PostgresStore:
                 if self.auto_migrate:
                     await migrate(conn)
                 elif pending := await pending_migrations(conn):
-                    raise schema_behind(pending, self.description)
+                    raise schema_behind(pending)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 error = StoreUnavailableError if _unavailable(exc) else StoreError
                 raise error(f"cannot migrate {self.description}: {exc}") from exc

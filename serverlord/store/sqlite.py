@@ -316,7 +316,7 @@ class SqliteStore:
             if self.auto_migrate:
                 await asyncio.to_thread(migrate, conn)
             elif pending := await asyncio.to_thread(pending_migrations, conn):
-                raise schema_behind(pending, self.description)
+                raise schema_behind(pending)
         except BaseException:
             conn.close()
             raise
