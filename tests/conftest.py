@@ -28,6 +28,9 @@ from tests.database import Database
 
 BACKENDS = ("sqlite", "postgres")
 
+on_both_backends = pytest.mark.parametrize("backend", BACKENDS)
+"""For a module whose ``backend`` fixture is SQLite only: this test runs on both."""
+
 
 @dataclass
 class Live:
