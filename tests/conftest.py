@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -24,6 +25,9 @@ from serverlord.http.app import build_app
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.database import Database
+
+if TYPE_CHECKING:
+    from tests.test_end_to_end import ServerProcess
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -125,3 +129,13 @@ class _NoSignals:
 
 def _no_signals() -> _NoSignals:
     return _NoSignals()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Every ``serverlord serve`` process a test starts; any still running is
+    killed afterwards."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.cleanup()

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,15 +136,6 @@ class ServerProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
 
 
 def start_server(

@@ -52,15 +52,6 @@ PENDING = ["tui"]
 
 
 @pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
-
-
-@pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
     server = WebhookReceiver()
     yield server

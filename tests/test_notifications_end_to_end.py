@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -28,15 +28,6 @@ FAST_RETRIES = {
     "SERVERLORD_NOTIFY_RETRY_MAX": "1s",
     "SERVERLORD_NOTIFY_TIMEOUT": "5s",
 }
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
 
 
 def start(
