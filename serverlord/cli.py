@@ -30,6 +30,7 @@ from serverlord.account_commands import (
 from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
+from serverlord.db_commands import add_db_commands
 from serverlord.durations import DurationError, parse_duration
 from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_account_commands(commands, _common)
     add_run_command(commands)
     _add_schedule_commands(commands)
+    add_db_commands(commands)
     return parser
 
 

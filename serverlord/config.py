@@ -1,22 +1,37 @@
 """Settings of ``serverlord serve`` and the CLI: flags, environment, defaults.
 
 Each setting is a flag ``--name`` and an environment variable
-``SERVERLORD_NAME``; the flag wins. ``serverlord serve --help`` lists them all
-with the one-line help written here.
+``SERVERLORD_NAME``; the flag wins. A few settings also read older variable
+names when neither is given (``SHARD_COUNT``, and ``DB_HOST`` and its kin,
+which make a PostgreSQL URL). ``serverlord serve --help`` lists them all with
+the one-line help written here.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
 import platformdirs
 
 from serverlord.checks import SHARD_COUNT
 from serverlord.durations import DurationError, parse_duration
+
+DB_VARIABLES = ("DB_HOST", "DB_PORT", "DB_USER", "DB_PASS", "DB_NAME")
+"""Older names of the parts of a PostgreSQL URL, read when no URL is given."""
+LEGACY_VARIABLES = (*DB_VARIABLES, "SHARD_COUNT")
+"""Older variable names read as fall-backs when no SERVERLORD_* setting is given."""
+
+Fallback = Callable[[Mapping[str, str]], tuple[str, str] | None]
+"""Where a setting comes from when neither its flag nor its SERVERLORD_* variable
+is given: the source's name and the raw value, or None."""
 
 
 def default_data_dir() -> Path:
@@ -30,7 +45,9 @@ def _setting(
     flag_type: Any = str,
     serve_only: bool = True,
     metavar: str = "TEXT",
+    fallback: tuple[str, Fallback] | None = None,
 ) -> Any:
+    """A setting; ``fallback`` names the older variables it reads, and reads them."""
     return field(
         default=default,
         metadata={
@@ -38,6 +55,7 @@ def _setting(
             "type": flag_type,
             "serve_only": serve_only,
             "metavar": metavar,
+            "fallback": fallback,
         },
     )
 
@@ -102,10 +120,64 @@ def _url(text: str) -> str:
 def _database_url(text: str) -> str:
     url = text.strip()
     if url.startswith(("postgresql://", "postgres://")):
+        try:
+            urlsplit(url).port  # noqa: B018 - raises for a bad port or address
+        except ValueError as exc:
+            raise ValueError(str(exc).lower()) from None
         return url
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
     return url
+
+
+def hide_password(url: str) -> str:
+    """The URL with its password, if any, replaced by ``***``."""
+    return re.sub(r"^([a-z]+://[^/?#@:]*):[^/?#]*@", r"\1:***@", url.strip())
+
+
+def _shard_count(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    value = environ.get("SHARD_COUNT")
+    return ("SHARD_COUNT", value) if value else None
+
+
+def _db_variables(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """A PostgreSQL URL made of DB_HOST, DB_PORT, DB_USER, DB_PASS and DB_NAME.
+
+    Each part is quoted, so a password may hold any character. What is not set
+    is left to the PG* variables and asyncpg's defaults.
+    """
+    parts = {name: environ.get(name, "") for name in DB_VARIABLES}
+    if not any(parts.values()):
+        return None
+    port = parts["DB_PORT"].strip()
+    if port:
+        try:
+            _port(port)
+        except ValueError as exc:
+            raise SettingsError(f"DB_PORT: {port!r} is not valid: {exc}") from exc
+
+    host, query = parts["DB_HOST"].strip(), {}
+    if host.startswith("/"):
+        # A folder of Unix sockets goes in the query; the URL has no host then.
+        query = {"host": host, **({"port": port} if port else {})}
+        host = port = ""
+    elif _is_ipv6(host):
+        host = f"[{host}]"
+    user = quote(parts["DB_USER"], safe="")
+    password = quote(parts["DB_PASS"], safe="")
+    auth = user + (f":{password}" if password else "")
+    url = "postgresql://" + (f"{auth}@" if auth else "") + host
+    url += f":{port}" if port else ""
+    url += f"/{quote(parts['DB_NAME'], safe='')}" if parts["DB_NAME"] else ""
+    url += f"?{urlencode(query)}" if query else ""
+    return "DB_HOST, DB_PORT, DB_USER, DB_PASS, DB_NAME", url
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
 
 
 def _seconds(text: str) -> float:
@@ -151,12 +223,22 @@ class Settings:
         metavar="DIR",
     )
     database_url: str = _setting(
-        "where checks are stored: sqlite:///PATH or postgresql://... "
-        "(default: SQLite in --data-dir)",
+        "where checks are stored: sqlite:///PATH, or postgresql://USER:PASS@HOST/DB "
+        "with any part left out taken from PGHOST, PGPORT, PGUSER, PGPASSWORD, "
+        "PGDATABASE (default: SQLite in --data-dir)",
         "",
         flag_type=_database_url,
         serve_only=False,
         metavar="URL",
+        fallback=("DB_HOST, DB_PORT, DB_USER, DB_PASS, DB_NAME", _db_variables),
+    )
+    auto_migrate: bool = _setting(
+        "apply pending schema migrations when the store opens; when false, a "
+        "database whose schema is behind is refused (run serverlord db migrate)",
+        True,
+        flag_type=_flag,
+        serve_only=False,
+        metavar="BOOL",
     )
     host: str = _setting(
         "address to listen on", "127.0.0.1", flag_type=_host, metavar="HOST"
@@ -167,6 +249,7 @@ class Settings:
         8,
         flag_type=_shards,
         metavar="N",
+        fallback=("SHARD_COUNT", _shard_count),
     )
     workers: int = _setting(
         "server processes sharing the port and the shards "
@@ -289,13 +372,23 @@ class SettingsError(ValueError):
     """A setting from a flag or the environment is not valid."""
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
-    """Add one flag per setting (the store settings only, unless ``serve``)."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    serve: bool,
+    only: Collection[str] | None = None,
+) -> None:
+    """Add one flag per setting: the store settings only, unless ``serve``; of
+    those, the ones named in ``only`` if given."""
     for setting in fields(Settings):
         if setting.metadata["serve_only"] and not serve:
             continue
+        if only is not None and setting.name not in only:
+            continue
         flag = "--" + setting.name.replace("_", "-")
         env = "SERVERLORD_" + setting.name.upper()
+        if setting.metadata["fallback"] is not None:
+            env += f"; else {setting.metadata['fallback'][0]}"
         default = setting.default
         shown = "" if default in (None, "") else f" [default: {default}]"
         parser.add_argument(
@@ -310,7 +403,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, serve: bool) -> None:
 def settings_from(
     args: argparse.Namespace, environ: dict[str, str] | None = None
 ) -> Settings:
-    """Settings from parsed flags, falling back to SERVERLORD_* variables.
+    """Settings from parsed flags, falling back to SERVERLORD_* variables, then
+    to the older variables a setting names.
 
     Only the settings the command takes are read; an empty variable counts as
     unset.
@@ -326,13 +420,28 @@ def settings_from(
         if raw is None:
             source = "SERVERLORD_" + setting.name.upper()
             raw = environ.get(source) or None
+        if raw is None and setting.metadata["fallback"] is not None:
+            source, raw = setting.metadata["fallback"][1](environ) or (source, None)
         if raw is None:
             continue
         try:
             values[setting.name] = setting.metadata["type"](raw)
         except (ValueError, DurationError) as exc:
-            raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
+            shown = hide_password(raw) if setting.name == "database_url" else raw
+            raise SettingsError(f"{source}: {shown!r} is not valid: {exc}") from exc
     settings = Settings(**values)
     if settings.ping_body_limit > settings.ping_body_cap:
         raise SettingsError("--ping-body-limit must not exceed --ping-body-cap")
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        _check_pg_port(environ)
     return settings
+
+
+def _check_pg_port(environ: Mapping[str, str]) -> None:
+    # asyncpg reads PGPORT only when connecting, and fails without naming it.
+    for port in (environ.get("PGPORT") or "").split(","):
+        if port:
+            try:
+                _port(port)
+            except ValueError as exc:
+                raise SettingsError(f"PGPORT: {port!r} is not valid: {exc}") from exc

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from serverlord.cli import main
+from serverlord.config import LEGACY_VARIABLES
 
 
 @dataclass
@@ -34,7 +35,12 @@ def runner(
     **env: str,
 ) -> Run:
     """A `serverlord` on a store in the test's folder, with only ``env`` set."""
-    for name in [n for n in os.environ if n.startswith("SERVERLORD_")]:
+    # Nothing from this machine's environment may choose the store.
+    for name in [
+        n
+        for n in os.environ
+        if n.startswith(("SERVERLORD_", "PG")) or n in LEGACY_VARIABLES
+    ]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SERVERLORD_DATA_DIR", str(tmp_path))
     for name, value in env.items():

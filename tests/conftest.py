@@ -1,12 +1,20 @@
-"""Shared fixtures: a real serverlord on a real socket, in the test's loop."""
+"""Shared fixtures: a store on each backend, and a real serverlord on a real socket
+in the test's loop.
+
+Every test that asks for ``settings``, ``store`` or ``live`` runs twice: on SQLite
+and on a real PostgreSQL (a fresh migrated database per test, see
+``tests/postgres.py``). A module that tests one backend only overrides the
+``backend`` fixture.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -16,6 +24,15 @@ from serverlord.config import Settings
 from serverlord.http.app import build_app
 from serverlord.server import Server
 from serverlord.store import Store, open_store
+from tests.database import Database
+
+if TYPE_CHECKING:
+    from tests.test_end_to_end import ServerProcess
+
+BACKENDS = ("sqlite", "postgres")
+
+on_both_backends = pytest.mark.parametrize("backend", BACKENDS)
+"""For a module whose ``backend`` fixture is SQLite only: this test runs on both."""
 
 
 @dataclass
@@ -36,9 +53,32 @@ def free_socket() -> socket.socket:
     return sock
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend: each test that uses a store runs on both."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, shards=4)
+def database_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """``--database-url`` for the backend: empty for SQLite (its default file in
+    the data folder), a fresh migrated database for PostgreSQL."""
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return ""
+
+
+@pytest.fixture
+def database(tmp_path: Path, database_url: str) -> Database:
+    """The backend's database for tests that run serverlord as a subprocess."""
+    return Database(tmp_path / "data", database_url)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path, shards=4, database_url=database_url)
 
 
 @pytest.fixture
@@ -89,3 +129,13 @@ class _NoSignals:
 
 def _no_signals() -> _NoSignals:
     return _NoSignals()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[ServerProcess]]:
+    """Every ``serverlord serve`` process a test starts; any still running is
+    killed afterwards."""
+    started: list[ServerProcess] = []
+    yield started
+    for server in started:
+        server.cleanup()

@@ -10,6 +10,7 @@ a skip would pass CI without ever testing the backend.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -137,6 +138,43 @@ class Cluster:
         finally:
             await admin.close()
         return name
+
+    async def add_password_role(self, password: str) -> str:
+        """A superuser that must give ``password`` to log in over TCP; its name.
+
+        The cluster trusts everyone else: a line for the role goes first in
+        pg_hba.conf, and the server reads the file again.
+        """
+        role = f"lord_{next(self._names)}"
+        admin = await asyncpg.connect(self.url("postgres"))
+        try:
+            create = await admin.fetchval(
+                "SELECT format('CREATE ROLE %I LOGIN SUPERUSER PASSWORD %L', "
+                "$1::text, $2::text)",
+                role,
+                password,
+            )
+            await admin.execute(create)
+            hba = self.data / "pg_hba.conf"
+            line = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+            hba.write_text(line + hba.read_text())
+            await admin.execute("SELECT pg_reload_conf()")
+        finally:
+            await admin.close()
+        await self._until_password_is_asked(role)
+        return role
+
+    async def _until_password_is_asked(self, role: str) -> None:
+        # The server reloads its configuration on a signal, a moment later.
+        url = f"postgresql://{role}:wrong@127.0.0.1:{self.port}/postgres"
+        for _ in range(200):
+            try:
+                conn = await asyncpg.connect(url)
+            except asyncpg.InvalidPasswordError:
+                return
+            await conn.close()
+            await asyncio.sleep(0.01)
+        raise RuntimeError("PostgreSQL did not read pg_hba.conf again")
 
     async def drop_database(self, name: str) -> None:
         admin = await asyncpg.connect(self.url("postgres"))

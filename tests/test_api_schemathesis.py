@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.database import Database
 from tests.test_end_to_end import ServerProcess, cli, free_port
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     data = tmp_path / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    user = cli(data, base, "user", "add", "fuzz@example.com", "--json")
+    user = cli(Database(data, ""), base, "user", "add", "fuzz@example.com", "--json")
     assert user.returncode == 0, user.stderr
     key = json.loads(user.stdout)["api_key"]
     process = ServerProcess(

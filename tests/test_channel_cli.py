@@ -7,6 +7,7 @@ sends to a real HTTP receiver on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 import uuid
@@ -21,6 +22,7 @@ from serverlord.notifier import Notifier
 from serverlord.pings import FAIL, SUCCESS_KIND, Ping
 from serverlord.store import open_store
 from tests.cli_runner import Run, runner
+from tests.conftest import on_both_backends
 from tests.receivers import WebhookReceiver, closed_port
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
@@ -33,18 +35,27 @@ SECRET = "s3cr3t-pw"
 
 
 @pytest.fixture
+def backend() -> str:
+    """SQLite, unless a test is marked to run on both backends."""
+    return "sqlite"
+
+
+@pytest.fixture
 def run(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    database_url: str,
 ) -> Run:
-    """`serverlord ARGS...` in this process, on a store in the test's folder."""
+    """`serverlord ARGS...` in this process, on the backend's store."""
+    database = {"database_url": database_url} if database_url else {}
     return runner(
         capsys,
         monkeypatch,
         tmp_path,
         base_url="http://127.0.0.1:9999",
         notify_timeout="5s",
+        **database,
     )
 
 
@@ -148,6 +159,7 @@ def test_channel_add_refuses_a_name_that_is_not_printable(
 # channel list
 
 
+@on_both_backends
 def test_channel_list_masks_the_password_in_text_and_in_json(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -194,6 +206,7 @@ def test_channel_list_without_channels_says_how_to_add_one(run: Run) -> None:
 # channel test
 
 
+@on_both_backends
 def test_channel_test_sends_a_message_and_prints_the_result(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -265,6 +278,7 @@ def test_channel_test_to_a_receiver_that_answers_500_exits_1(
 # channel rm and channel ids
 
 
+@on_both_backends
 def test_channel_rm_removes_the_channel_and_its_links(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -361,6 +375,7 @@ def test_channel_services_marks_the_services_that_cannot_send_from_here(
 # check add and check channels
 
 
+@on_both_backends
 def test_a_new_check_alerts_every_channel_by_default(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -381,6 +396,7 @@ def test_a_new_check_without_any_channel_alerts_none(run: Run) -> None:
     assert linked(run, data["uuid"]) == []
 
 
+@on_both_backends
 def test_check_add_with_channel_links_only_those(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -408,6 +424,7 @@ def test_check_add_with_no_channels_links_none(
     assert linked(run, data["uuid"]) == []
 
 
+@on_both_backends
 def test_check_add_with_an_unknown_channel_adds_no_check(run: Run) -> None:
     unknown = str(uuid.uuid4())
 
@@ -437,6 +454,7 @@ def test_check_add_refuses_channel_and_no_channels_together(
     assert "--no-channels" in result.err
 
 
+@on_both_backends
 def test_check_channels_set_replaces_the_links(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -468,6 +486,7 @@ def test_check_channels_set_empty_unlinks_every_channel(
     assert text.out == "check 'backup' alerts no channel\n"
 
 
+@on_both_backends
 def test_check_channels_set_with_an_unknown_channel_changes_nothing(
     run: Run, receiver: WebhookReceiver
 ) -> None:
@@ -487,6 +506,7 @@ def test_check_channels_set_with_an_unknown_channel_changes_nothing(
     assert linked(run, check["uuid"]) == [channel["id"]]
 
 
+@on_both_backends
 def test_check_channels_of_an_unknown_check_exits_1(run: Run) -> None:
     unknown = str(uuid.uuid4())
 
@@ -521,6 +541,7 @@ def test_check_add_refuses_a_bad_threshold_or_reminder_naming_the_flag(
     assert run("check", "list", "--json").json() == []
 
 
+@on_both_backends
 def test_check_add_takes_thresholds_and_reminders_and_show_prints_them(
     run: Run,
 ) -> None:
@@ -544,13 +565,14 @@ def test_check_add_takes_thresholds_and_reminders_and_show_prints_them(
 # check show: the deliveries of a check
 
 
+@on_both_backends
 def test_check_show_lists_each_delivery_attempt_with_its_error(
-    run: Run, receiver: WebhookReceiver, tmp_path: Path
+    run: Run, receiver: WebhookReceiver, settings: Settings
 ) -> None:
     receiver.scripts["/flaky"] = [500]
     add_channel(run, receiver.url("/flaky"), "--name", "flaky")
     check = add_check(run)
-    deliver_alerts(tmp_path, check["uuid"], receiver, count=2)
+    deliver_alerts(settings, check["uuid"], receiver, count=2)
 
     text = run("check", "show", check["uuid"])
     data = run("check", "show", check["uuid"], "--json").json()
@@ -565,12 +587,12 @@ def test_check_show_lists_each_delivery_attempt_with_its_error(
 
 
 def deliver_alerts(
-    data_dir: Path, check_id: str, receiver: WebhookReceiver, count: int
+    settings: Settings, check_id: str, receiver: WebhookReceiver, count: int
 ) -> None:
     """Make the check go down with pings, then run a notifier until ``count``
     messages have reached ``receiver``."""
-    settings = Settings(
-        data_dir=data_dir,
+    settings = dataclasses.replace(
+        settings,
         notify_timeout=5.0,
         notify_retry_base=0.05,
         notify_retry_max=0.1,

@@ -18,6 +18,7 @@ from serverlord.config import Settings, settings_from
 from serverlord.pings import Ping
 from serverlord.store import open_store
 from tests.cli_runner import Run, runner
+from tests.conftest import on_both_backends
 
 BASE_URL = "http://127.0.0.1:9999"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -42,13 +43,21 @@ V3_FIELDS = {
 
 
 @pytest.fixture
+def backend() -> str:
+    """SQLite, unless a test is marked to run on both backends."""
+    return "sqlite"
+
+
+@pytest.fixture
 def run(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
+    database_url: str,
 ) -> Run:
-    """`serverlord ARGS...` in this process, on a store in the test's folder."""
-    return runner(capsys, monkeypatch, tmp_path, base_url=BASE_URL)
+    """`serverlord ARGS...` in this process, on the backend's store."""
+    database = {"database_url": database_url} if database_url else {}
+    return runner(capsys, monkeypatch, tmp_path, base_url=BASE_URL, **database)
 
 
 def add(run: Run, *args: str) -> dict[str, Any]:
@@ -58,9 +67,9 @@ def add(run: Run, *args: str) -> dict[str, Any]:
     return data
 
 
-def record_pings(data_dir: Path, check_id: str, *kinds: str) -> None:
+def record_pings(settings: Settings, check_id: str, *kinds: str) -> None:
     async def go() -> None:
-        store = open_store(Settings(data_dir=data_dir))
+        store = open_store(settings)
         await store.open()
         try:
             for kind in kinds:
@@ -83,6 +92,7 @@ def test_version_of_the_installed_package_says_the_version_only(run: Run) -> Non
 # check add
 
 
+@on_both_backends
 def test_check_add_prints_the_id_and_the_ping_url(run: Run) -> None:
     result = run("check", "add", "nightly backup", "--period", "1d", "--grace", "1h")
 
@@ -92,6 +102,7 @@ def test_check_add_prints_the_id_and_the_ping_url(run: Run) -> None:
     assert f"ping URL: {BASE_URL}/ping/{match[1]}" in result.out
 
 
+@on_both_backends
 def test_check_add_json_of_a_simple_check_uses_healthchecks_v3_names(run: Run) -> None:
     data = add(
         run,
@@ -136,6 +147,7 @@ def test_check_add_json_of_a_simple_check_uses_healthchecks_v3_names(run: Run) -
     }
 
 
+@on_both_backends
 def test_check_add_json_of_a_cron_check_has_schedule_and_tz(run: Run) -> None:
     data = add(
         run, "report", "--cron", "30 2 * * *", "--tz", "Europe/Berlin", "--grace", "90s"
@@ -174,6 +186,7 @@ def test_check_add_refuses_two_schedules_at_once(run: Run) -> None:
 # list, show, pause, resume, rm
 
 
+@on_both_backends
 def test_check_list_shows_every_check(run: Run) -> None:
     first = add(run, "first", "--period", "5m")
     second = add(run, "second", "--cron", "0 * * * *")
@@ -185,14 +198,16 @@ def test_check_list_shows_every_check(run: Run) -> None:
     assert first["uuid"] in text.out and "second" in text.out
 
 
+@on_both_backends
 def test_check_list_says_how_to_add_a_check_when_there_is_none(run: Run) -> None:
     assert run("check", "list", "--json").json() == []
     assert "check add" in run("check", "list").out
 
 
-def test_check_show_gives_recent_pings_and_flips(run: Run, tmp_path: Path) -> None:
+@on_both_backends
+def test_check_show_gives_recent_pings_and_flips(run: Run, settings: Settings) -> None:
     check = add(run, "job", "--period", "5m")
-    record_pings(tmp_path, check["uuid"], "start", "success", "fail")
+    record_pings(settings, check["uuid"], "start", "success", "fail")
 
     data = run("check", "show", check["uuid"], "--json").json()
     text = run("check", "show", check["uuid"]).out
@@ -209,9 +224,10 @@ def test_check_show_gives_recent_pings_and_flips(run: Run, tmp_path: Path) -> No
     assert "new -> up" in text and "up -> down" in text
 
 
-def test_check_pause_and_resume_change_the_status(run: Run, tmp_path: Path) -> None:
+@on_both_backends
+def test_check_pause_and_resume_change_the_status(run: Run, settings: Settings) -> None:
     check = add(run, "job", "--period", "5m")
-    record_pings(tmp_path, check["uuid"], "success")
+    record_pings(settings, check["uuid"], "success")
 
     paused = run("check", "pause", check["uuid"], "--json")
     resumed = run("check", "resume", check["uuid"])
@@ -221,6 +237,7 @@ def test_check_pause_and_resume_change_the_status(run: Run, tmp_path: Path) -> N
     assert run("check", "show", check["uuid"], "--json").json()["status"] == "new"
 
 
+@on_both_backends
 def test_resuming_a_check_that_is_not_paused_fails_clearly(run: Run) -> None:
     check = add(run, "job", "--period", "5m")
 
@@ -231,6 +248,7 @@ def test_resuming_a_check_that_is_not_paused_fails_clearly(run: Run) -> None:
     assert result.out == ""
 
 
+@on_both_backends
 def test_check_rm_removes_the_check(run: Run) -> None:
     check = add(run, "job", "--period", "5m")
 
@@ -241,6 +259,7 @@ def test_check_rm_removes_the_check(run: Run) -> None:
     assert run("check", "show", check["uuid"]).code == 1
 
 
+@on_both_backends
 @pytest.mark.parametrize("action", ["show", "pause", "resume", "rm"])
 def test_an_unknown_check_id_fails_with_exit_code_1(run: Run, action: str) -> None:
     unknown = str(uuid.uuid4())
@@ -386,6 +405,7 @@ def test_check_add_refuses_a_bad_name(run: Run, name: str) -> None:
 SAMPLES: dict[str, tuple[str, Any]] = {
     "data_dir": ("/srv/serverlord", Path("/srv/serverlord")),
     "database_url": ("sqlite:////srv/db.sqlite3", "sqlite:////srv/db.sqlite3"),
+    "auto_migrate": ("0", False),
     "host": ("0.0.0.0", "0.0.0.0"),
     "port": ("9123", 9123),
     "shards": ("3", 3),
@@ -438,6 +458,18 @@ def test_serve_help_lists_every_setting_with_its_variable(run: Run) -> None:
     for name in SETTINGS:
         assert "--" + name.replace("_", "-") in text
         assert f"SERVERLORD_{name.upper()}" in text
+
+
+def test_the_readme_lists_the_settings_serve_help_lists(run: Run) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = set(re.findall(r"^\| `(--[a-z-]+)` \|", readme, re.MULTILINE))
+    help_out = run("serve", "--help").out
+    flags = set(re.findall(r"^ +(--[a-z-]+)", help_out, re.MULTILINE)) - {"--help"}
+    help_text = " ".join(help_out.split())
+
+    assert table == flags
+    for variable in ("SHARD_COUNT", "DB_HOST", "DB_PASS", "PGHOST", "PGPASSWORD"):
+        assert variable in readme and variable in help_text, variable
 
 
 def test_check_commands_use_the_data_dir_from_the_environment(

@@ -1,5 +1,7 @@
 """The real executable over real sockets: ``serverlord serve`` as a subprocess,
 checks added with the CLI, pings sent with curl, the server killed and restarted.
+
+Each test runs on SQLite and on a real PostgreSQL (see conftest).
 """
 
 from __future__ import annotations
@@ -8,18 +10,19 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from serverlord.config import LEGACY_VARIABLES
+from tests.database import Database
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +38,12 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SERVERLORD_")}
+    """This environment without any variable serverlord or asyncpg would read."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SERVERLORD_", "PG")) and name not in LEGACY_VARIABLES
+    }
     env.update(extra)
     return env
 
@@ -130,35 +138,29 @@ class ServerProcess:
             self._log = None
 
 
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
-
-
 def start_server(
-    servers: list[ServerProcess], data_dir: Path, port: int, name: str
+    servers: list[ServerProcess], database: Database, port: int, name: str
 ) -> ServerProcess:
-    server = ServerProcess(data_dir, port, data_dir.parent / f"{name}.log")
+    log_path = database.data_dir.parent / f"{name}.log"
+    server = ServerProcess(database.data_dir, port, log_path, env=database.env())
     servers.append(server.start())
     return server
 
 
-def cli(data_dir: Path, base_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    database: Database, base_url: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "serverlord", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(SERVERLORD_DATA_DIR=str(data_dir), SERVERLORD_BASE_URL=base_url),
+        env=clean_env(**database.env(), SERVERLORD_BASE_URL=base_url),
     )
 
 
-def add_check(data_dir: Path, base_url: str, name: str, *args: str) -> Any:
-    result = cli(data_dir, base_url, "check", "add", name, *args, "--json")
+def add_check(database: Database, base_url: str, name: str, *args: str) -> Any:
+    result = cli(database, base_url, "check", "add", name, *args, "--json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -171,14 +173,6 @@ def curl(url: str, body: str | None = None) -> tuple[int, str]:
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     text, _, code = done.stdout.rpartition("\n")
     return int(code or 0), text
-
-
-def query(data_dir: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(data_dir / "serverlord.sqlite3", timeout=5)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -211,11 +205,10 @@ class Pinger:
         assert not self.thread.is_alive()
 
 
-def wait_for_down_flip(data_dir: Path, check_id: str, until: float) -> float | None:
+def wait_for_down_flip(database: Database, check_id: str, until: float) -> float | None:
     """Poll the store until the check has a down flip; the time it was seen."""
     while time.time() < until:
-        rows = query(
-            data_dir,
+        rows = database.query(
             "SELECT 1 FROM flips WHERE check_id = ? AND new_status = 'down'",
             check_id,
         )
@@ -226,16 +219,15 @@ def wait_for_down_flip(data_dir: Path, check_id: str, until: float) -> float | N
 
 
 def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
-    tmp_path: Path, servers: list[ServerProcess]
+    database: Database, servers: list[ServerProcess]
 ) -> None:
-    data_dir = tmp_path / "data"
     port = free_port()
-    server = start_server(servers, data_dir, port, "first")
+    server = start_server(servers, database, port, "first")
     server.wait_ready()
     base = server.base_url
 
     # A 2 s check with 1 s of grace, added with the CLI while the server runs.
-    check = add_check(data_dir, base, "e2e", "--period", "2s", "--grace", "1s")
+    check = add_check(database, base, "e2e", "--period", "2s", "--grace", "1s")
     assert (check["timeout"], check["grace"]) == (PERIOD, GRACE)
     assert check["ping_url"] == f"{base}/ping/{check['uuid']}"
 
@@ -243,20 +235,19 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
         assert curl(check["ping_url"]) == (200, "OK")
         time.sleep(0.2)
     shown = json.loads(
-        cli(data_dir, base, "check", "show", check["uuid"], "--json").stdout
+        cli(database, base, "check", "show", check["uuid"], "--json").stdout
     )
     assert (shown["status"], shown["n_pings"], len(shown["pings"])) == ("up", 3, 3)
 
     # Stop pinging: down within 1 s after the deadline, and not before it.
-    [(last_ping,)] = query(
-        data_dir, "SELECT last_ping FROM checks WHERE id = ?", check["uuid"]
+    [(last_ping,)] = database.query(
+        "SELECT last_ping FROM checks WHERE id = ?", check["uuid"]
     )
     deadline = last_ping + PERIOD + GRACE
-    seen = wait_for_down_flip(data_dir, check["uuid"], deadline + 5)
+    seen = wait_for_down_flip(database, check["uuid"], deadline + 5)
     assert seen is not None, server.log()
     assert seen <= deadline + 1.0
-    [(at, detected, reason)] = query(
-        data_dir,
+    [(at, detected, reason)] = database.query(
         "SELECT at, detected, reason FROM flips WHERE check_id = ? "
         "AND new_status = 'down'",
         check["uuid"],
@@ -268,7 +259,7 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
     # One more ping brings it up.
     assert curl(check["ping_url"]) == (200, "OK")
     shown = json.loads(
-        cli(data_dir, base, "check", "show", check["uuid"], "--json").stdout
+        cli(database, base, "check", "show", check["uuid"], "--json").stdout
     )
     assert shown["status"] == "up"
     assert [(f["old_status"], f["new_status"]) for f in shown["flips"][:2]] == [
@@ -278,7 +269,7 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
 
     # Under a stream of pings, kill -9 the server and start it again.
     others = [
-        add_check(data_dir, base, f"stream {i}", "--period", "1h") for i in range(3)
+        add_check(database, base, f"stream {i}", "--period", "1h") for i in range(3)
     ]
     targets = [check, *others]
     before = {c["uuid"]: n for c, n in zip(targets, [4, 0, 0, 0], strict=True)}
@@ -295,18 +286,18 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
     assert sum(len(p.acked) for p in pingers) >= 60
     assert any(p.sent > len(p.acked) for p in pingers), "the kill came too late"
 
-    restarted = start_server(servers, data_dir, port, "second")
+    restarted = start_server(servers, database, port, "second")
     restarted.wait_ready()
     assert "4 checks loaded" in restarted.log()
 
     for target, pinger in zip(targets, pingers, strict=True):
-        [(n_pings,)] = query(
-            data_dir, "SELECT n_pings FROM checks WHERE id = ?", target["uuid"]
+        [(n_pings,)] = database.query(
+            "SELECT n_pings FROM checks WHERE id = ?", target["uuid"]
         )
         bodies = {
             row[0].decode()
-            for row in query(
-                data_dir, "SELECT body FROM pings WHERE check_id = ?", target["uuid"]
+            for row in database.query(
+                "SELECT body FROM pings WHERE check_id = ?", target["uuid"]
             )
         }
         assert set(pinger.acked) <= bodies
@@ -325,61 +316,47 @@ def test_a_late_check_goes_down_in_time_and_no_acknowledged_ping_is_lost(
 
 
 @pytest.fixture
-def running(tmp_path: Path, servers: list[ServerProcess]) -> tuple[ServerProcess, Path]:
+def running(database: Database, servers: list[ServerProcess]) -> ServerProcess:
     """A server on a free port over a store that already holds two checks."""
-    data_dir = tmp_path / "data"
     for name in ("one", "two"):
-        assert cli(data_dir, "http://127.0.0.1", "check", "add", name).returncode == 0
-    server = start_server(servers, data_dir, free_port(), "server")
+        assert cli(database, "http://127.0.0.1", "check", "add", name).returncode == 0
+    server = start_server(servers, database, free_port(), "server")
     server.wait_ready()
-    return server, data_dir
+    return server
 
 
 def test_the_start_up_log_says_where_it_listens_the_store_and_the_checks_loaded(
-    running: tuple[ServerProcess, Path],
+    running: ServerProcess, database: Database
 ) -> None:
-    server, data_dir = running
+    log = running.log()
 
-    log = server.log()
-
-    assert f"listening on http://127.0.0.1:{server.port}" in log
-    assert f"sqlite:///{data_dir / 'serverlord.sqlite3'}" in log
+    assert f"listening on http://127.0.0.1:{running.port}" in log
+    assert f"store {database.url}," in log
     assert "2 checks loaded" in log
 
 
 def test_sigterm_stops_the_server_cleanly_with_exit_code_0(
-    running: tuple[ServerProcess, Path],
+    running: ServerProcess,
 ) -> None:
-    server, _ = running
+    code = running.signal(signal.SIGTERM)
 
-    code = server.signal(signal.SIGTERM)
-
-    log = server.log()
+    log = running.log()
     assert code == 0
     assert "stopping on SIGTERM" in log and "serverlord stopped" in log
     assert "Traceback" not in log
 
 
 def test_a_second_server_on_a_busy_port_fails_clearly_without_a_traceback(
-    running: tuple[ServerProcess, Path], tmp_path: Path
+    running: ServerProcess, database: Database
 ) -> None:
-    server, _ = running
+    server = running
 
     second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "serverlord",
-            "serve",
-            "--port",
-            str(server.port),
-            "--data-dir",
-            str(tmp_path / "other"),
-        ],
+        [sys.executable, "-m", "serverlord", "serve", "--port", str(server.port)],
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(),
+        env=clean_env(**database.env()),
     )
 
     assert second.returncode != 0

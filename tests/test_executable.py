@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from serverlord.apprise_urls import services
@@ -40,23 +41,14 @@ pytestmark = [
 SIZE_LIMIT = 40 * 1024 * 1024
 ALERT_TIMEOUT = 15.0
 
-COMMANDS = ["serve", "check", "channel", "schedule"]
+COMMANDS = [
+    "serve", "check", "channel", "schedule", "run", "user", "key", "project", "db",
+]  # fmt: skip
 # Commands still to be written. Each must work frozen once it lands: then
 # `serverlord NAME --help` succeeds, this strict xfail fails, and NAME moves to
 # COMMANDS with an end-to-end test below against the executable (tui: starts
-# headless against the running server and renders its table; run: wraps a
-# command and pings for it; user, key: manage accounts and API keys; db:
-# migrates SQLite and PostgreSQL).
-PENDING = ["tui", "run", "user", "key", "db"]
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
+# headless against the running server and renders its table).
+PENDING = ["tui"]
 
 
 @pytest.fixture
@@ -261,3 +253,58 @@ def test_a_check_goes_down_and_its_alert_reaches_a_webhook(
     log = server.log()
     assert "stopping on SIGTERM" in log and "serverlord stopped" in log
     assert "Traceback" not in log
+
+
+def test_accounts_the_api_and_the_job_wrapper_work_frozen(
+    executable: Executable,
+    database: dict[str, str],
+    tmp_path: Path,
+    servers: list[ServerProcess],
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {**database, "SERVERLORD_BASE_URL": base}
+    account = succeeds(
+        executable.run("user", "add", "ops@example.com", "--json", env=settings)
+    )
+    read_only = succeeds(
+        executable.run(
+            "key", "create", account["project"], "--read-only", "--json", env=settings
+        )
+    )
+    check = succeeds(
+        executable.run(
+            "check", "add", "backup", "--period", "1h", "--project",
+            account["project"], "--json", env=settings,
+        )
+    )  # fmt: skip
+    server = ServerProcess(
+        Path(database["SERVERLORD_DATA_DIR"]),
+        port,
+        tmp_path / "serve.log",
+        env=database,
+        command=(str(executable.path),),
+    )
+    servers.append(server.start())
+    server.wait_ready()
+
+    # The job wrapper runs the command, pings start and exit status, and
+    # exits with the command's own status.
+    wrapped = executable.run(
+        "run", "--url", check["ping_url"], "--", "sh", "-c", "echo backing up; exit 3"
+    )
+    assert wrapped.returncode == 3, wrapped.stderr
+    assert "backing up" in wrapped.stdout
+
+    # The management API answers the project's keys, and only them.
+    with httpx.Client(base_url=base) as client:
+        listed = client.get(
+            "/api/v3/checks/", headers={"X-Api-Key": account["api_key"]}
+        )
+        hidden = client.get("/api/v3/checks/", headers={"X-Api-Key": read_only["key"]})
+        refused = client.get("/api/v3/checks/", headers={"X-Api-Key": "x" * 32})
+    [seen] = listed.json()["checks"]
+    assert (seen["name"], seen["status"], seen["n_pings"]) == ("backup", "down", 2)
+    assert "ping_url" not in hidden.json()["checks"][0]
+    assert (refused.status_code, refused.json()) == (401, {"error": "wrong api key"})
+    assert server.signal(signal.SIGTERM) == 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -25,6 +24,7 @@ from serverlord.config import Settings
 from serverlord.schedules import Schedule
 from serverlord.store import Store
 from tests.conftest import Live
+from tests.database import fetch, url_of
 from tests.receivers import (
     CLOSE,
     HANG,
@@ -47,10 +47,11 @@ LAG = 1.0
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     # Quick retries; a roomy timeout so that a slow box never times out a send.
     return Settings(
         data_dir=tmp_path,
+        database_url=database_url,
         shards=4,
         notify_timeout=5.0,
         notify_retry_base=0.05,
@@ -122,17 +123,20 @@ async def eventually(
         await asyncio.sleep(0.01)
 
 
-def outbox(settings: Settings, check: Check) -> list[tuple[str, str]]:
+async def outbox(settings: Settings, check: Check) -> list[tuple[str, str]]:
     """The kind and state of each delivery written for the check, oldest first."""
-    conn = sqlite3.connect(settings.resolved_data_dir() / "serverlord.sqlite3")
-    try:
-        rows = conn.execute(
-            "SELECT kind, state FROM deliveries WHERE check_id = ? ORDER BY id",
-            (check.id,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = await fetch(
+        url_of(settings),
+        "SELECT kind, state FROM deliveries WHERE check_id = ? ORDER BY id",
+        check.id,
+    )
     return [(kind, state) for kind, state in rows]
+
+
+async def outbox_is(
+    settings: Settings, check: Check, expected: list[tuple[str, str]]
+) -> bool:
+    return await outbox(settings, check) == expected
 
 
 async def attempts_of(store: Store, check: Check) -> list[dict[str, object]]:
@@ -196,7 +200,7 @@ async def test_a_check_that_goes_down_and_comes_back_sends_one_message_each_way(
 
     await asyncio.sleep(QUIET)
     assert len(receiver.posts()) == 2
-    assert outbox(live.settings, check) == [("down", "sent"), ("up", "sent")]
+    assert await outbox(live.settings, check) == [("down", "sent"), ("up", "sent")]
 
 
 async def test_the_first_ping_of_a_new_check_sends_nothing(
@@ -211,7 +215,7 @@ async def test_the_first_ping_of_a_new_check_sends_nothing(
     [flip] = await flips_of(live.store, check)
     assert (flip.old_status, flip.new_status) == (NEW, UP)
     assert receiver.posts() == []
-    assert outbox(live.settings, check) == []
+    assert await outbox(live.settings, check) == []
 
 
 async def test_a_paused_check_that_is_pinged_again_sends_nothing(
@@ -230,7 +234,7 @@ async def test_a_paused_check_that_is_pinged_again_sends_nothing(
     statuses = [(f.old_status, f.new_status) for f in await flips_of(live.store, check)]
     assert statuses == [(NEW, UP), (UP, DOWN), (DOWN, PAUSED), (PAUSED, UP)]
     assert titles(receiver.posts()) == ["DOWN: backup (failure ping)"]
-    assert outbox(live.settings, check) == [("down", "sent")]
+    assert await outbox(live.settings, check) == [("down", "sent")]
 
 
 async def test_a_failure_ping_sends_a_down_alert_naming_the_reason(
@@ -299,7 +303,7 @@ async def test_a_down_and_an_up_email_in_quick_succession_each_go_out_once(
     await ping(live, check)
     messages = await mail.arrived(2)
     await eventually(
-        lambda: outbox(live.settings, check) == [("down", "sent"), ("up", "sent")]
+        lambda: outbox_is(live.settings, check, [("down", "sent"), ("up", "sent")])
     )
     await asyncio.sleep(QUIET)
 
@@ -323,7 +327,7 @@ async def test_a_receiver_that_answers_500_twice_gets_the_message_the_third_time
 
     await ping(live, check, "fail")
     posts = await receiver.arrived(3)
-    await eventually(lambda: outbox(live.settings, check) == [("down", "sent")])
+    await eventually(lambda: outbox_is(live.settings, check, [("down", "sent")]))
 
     assert titles(posts) == ["DOWN: backup (failure ping)"] * 3
     attempts = await attempts_of(live.store, check)
@@ -351,7 +355,7 @@ async def test_a_receiver_that_closes_the_connection_is_tried_again(
 
     await ping(live, check, "fail")
     await receiver.arrived(2)
-    await eventually(lambda: outbox(live.settings, check) == [("down", "sent")])
+    await eventually(lambda: outbox_is(live.settings, check, [("down", "sent")]))
 
     attempts = await attempts_of(live.store, check)
     assert [a["ok"] for a in attempts] == [0, 1]
@@ -380,7 +384,7 @@ async def test_a_message_to_a_receiver_that_is_down_goes_out_once_it_is_up(
     late = WebhookReceiver(port)
     try:
         [post] = await late.arrived(1)
-        await eventually(lambda: outbox(live.settings, check) == [("down", "sent")])
+        await eventually(lambda: outbox_is(live.settings, check, [("down", "sent")]))
         await asyncio.sleep(QUIET)
         assert len(late.posts()) == 1
     finally:
@@ -417,7 +421,7 @@ async def test_a_receiver_that_hangs_is_timed_out_and_retried_without_blocking(
     [flip] = [f for f in await flips_of(live.store, other) if f.new_status == DOWN]
     assert flip.detected - flip.at < LAG
     assert fast_alert.title == "DOWN: other (missed deadline)"
-    [(kind, state)] = outbox(live.settings, stuck)
+    [(kind, state)] = await outbox(live.settings, stuck)
     assert (kind, state) in {("down", "pending"), ("down", "sending")}
     timed_out = await attempts_of(live.store, stuck)
     assert len(timed_out) >= 2
@@ -427,7 +431,7 @@ async def test_a_receiver_that_hangs_is_timed_out_and_retried_without_blocking(
     # The receiver answers again: the message goes out.
     receiver.scripts["/slow"].clear()
     receiver.release()
-    await eventually(lambda: outbox(live.settings, stuck) == [("down", "sent")])
+    await eventually(lambda: outbox_is(live.settings, stuck, [("down", "sent")]))
     attempts = await attempts_of(live.store, stuck)
     assert attempts[-1]["ok"] == 1
     assert all(a["ok"] == 0 for a in attempts[:-1])
@@ -447,7 +451,7 @@ async def test_the_failure_threshold_holds_the_alert_until_the_third_failure(
         await ping(live, check, "fail")
     await asyncio.sleep(QUIET)
     assert receiver.posts() == []
-    assert outbox(live.settings, check) == []
+    assert await outbox(live.settings, check) == []
 
     await ping(live, check, "fail")
     [alert] = await receiver.arrived(1)
@@ -509,7 +513,7 @@ async def test_reminders_come_while_the_check_is_down_and_stop_when_it_is_up(
     after_up = len(receiver.posts())
     await asyncio.sleep(2.5)
     assert len(receiver.posts()) == after_up
-    kinds = [kind for kind, _ in outbox(live.settings, check)]
+    kinds = [kind for kind, _ in await outbox(live.settings, check)]
     assert kinds[0] == "down" and kinds[-1] == "up"
     assert set(kinds[1:-1]) == {"reminder"}
 

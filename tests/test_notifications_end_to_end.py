@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
+from tests.database import Database
 from tests.receivers import WebhookReceiver
 from tests.test_end_to_end import (
     ServerProcess,
     cli,
     curl,
     free_port,
-    query,
     wait_for_down_flip,
 )
 
@@ -31,28 +30,20 @@ FAST_RETRIES = {
 }
 
 
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
-
-
 def start(
-    servers: list[ServerProcess], data_dir: Path, port: int, name: str
+    servers: list[ServerProcess], database: Database, port: int, name: str
 ) -> ServerProcess:
     # Failed alerts are retried within a second.
-    log_path = data_dir.parent / f"{name}.log"
-    server = ServerProcess(data_dir, port, log_path, env=FAST_RETRIES)
+    log_path = database.data_dir.parent / f"{name}.log"
+    env = {**database.env(), **FAST_RETRIES}
+    server = ServerProcess(database.data_dir, port, log_path, env=env)
     servers.append(server.start())
     server.wait_ready()
     return server
 
 
-def failed_attempts(data_dir: Path) -> int:
-    [(count,)] = query(data_dir, "SELECT count(*) FROM attempts WHERE ok = 0")
+def failed_attempts(database: Database) -> int:
+    [(count,)] = database.query("SELECT count(*) FROM attempts WHERE NOT ok")
     return int(count)
 
 
@@ -67,13 +58,12 @@ def wait_until(
 
 
 def test_a_down_alert_owed_to_a_dead_receiver_is_delivered_after_kill_9(
-    tmp_path: Path, servers: list[ServerProcess]
+    database: Database, servers: list[ServerProcess]
 ) -> None:
-    data_dir = tmp_path / "data"
     port, receiver_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     added = cli(
-        data_dir,
+        database,
         base,
         "channel",
         "add",
@@ -84,29 +74,29 @@ def test_a_down_alert_owed_to_a_dead_receiver_is_delivered_after_kill_9(
     )
     assert added.returncode == 0, added.stderr
     check = cli(
-        data_dir, base, "check", "add", "e2e", "--period", "1s", "--grace", "1s"
+        database, base, "check", "add", "e2e", "--period", "1s", "--grace", "1s"
     )
     assert check.returncode == 0, check.stderr
-    [(check_id,)] = query(data_dir, "SELECT id FROM checks")
+    [(check_id,)] = database.query("SELECT id FROM checks")
 
     # The check goes down while nothing listens on the channel's port.
-    first = start(servers, data_dir, port, "first")
+    first = start(servers, database, port, "first")
     assert curl(f"{base}/ping/{check_id}") == (200, "OK")
-    seen = wait_for_down_flip(data_dir, check_id, time.time() + 15)
+    seen = wait_for_down_flip(database, check_id, time.time() + 15)
     assert seen is not None, first.log()
-    wait_until(lambda: failed_attempts(data_dir) >= 2, 15, "two failed attempts", first)
-    [(state,)] = query(data_dir, "SELECT state FROM deliveries")
+    wait_until(lambda: failed_attempts(database) >= 2, 15, "two failed attempts", first)
+    [(state,)] = database.query("SELECT state FROM deliveries")
     assert state in ("pending", "sending")
 
     assert first.signal(signal.SIGKILL) == -signal.SIGKILL
 
     # Restarted, the server keeps trying; the receiver comes up; it gets the alert.
-    second = start(servers, data_dir, port, "second")
+    second = start(servers, database, port, "second")
     receiver = WebhookReceiver(receiver_port)
     try:
         receiver.wait(1, timeout=20)
         wait_until(
-            lambda: query(data_dir, "SELECT state FROM deliveries") == [("sent",)],
+            lambda: database.query("SELECT state FROM deliveries") == [("sent",)],
             10,
             "the delivery marked sent",
             second,
@@ -116,8 +106,7 @@ def test_a_down_alert_owed_to_a_dead_receiver_is_delivered_after_kill_9(
     finally:
         receiver.close()
 
-    [(flip_id,)] = query(
-        data_dir,
+    [(flip_id,)] = database.query(
         "SELECT id FROM flips WHERE check_id = ? AND new_status = 'down'",
         check_id,
     )
@@ -128,7 +117,7 @@ def test_a_down_alert_owed_to_a_dead_receiver_is_delivered_after_kill_9(
         assert post.title == "DOWN: e2e (missed deadline)"
         assert f"Flip: #{flip_id}" in post.message
         assert f"Check id: {check_id}" in post.message
-    attempts = query(data_dir, "SELECT ok, error FROM attempts ORDER BY id")
-    assert attempts[-1] == (1, None)
-    assert all(ok == 0 and "Connection error" in error for ok, error in attempts[:-1])
+    attempts = database.query("SELECT ok, error FROM attempts ORDER BY id")
+    assert attempts[-1] == (True, None)
+    assert all(not ok and "Connection error" in error for ok, error in attempts[:-1])
     assert "Traceback" not in first.log() + second.log()

@@ -40,10 +40,12 @@ SMALL_BODIES = {"ping_body_limit": 10, "ping_body_cap": 100}
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+def settings(
+    tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+) -> Settings:
     # Tests that need other limits ask for them with indirect parametrization.
     overrides: dict[str, Any] = getattr(request, "param", {})
-    return Settings(data_dir=tmp_path, shards=4, **overrides)
+    return Settings(data_dir=tmp_path, database_url=database_url, shards=4, **overrides)
 
 
 async def add(live: Live, **fields: Any) -> Check:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +33,6 @@ pytestmark = pytest.mark.slow
 
 HANDOVER = 5.0
 """Longest accepted time for one server to take over another's shards."""
-
-
-@pytest.fixture
-def servers() -> Iterator[list[ServerProcess]]:
-    """Every server a test starts; any still running is killed afterwards."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        server.cleanup()
 
 
 def serverlord(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,8 @@ from serverlord.config import Settings
 from serverlord.store.base import (
     CheckNotFoundError,
     ConflictError,
+    DatabaseUrlError,
+    SchemaBehindError,
     Store,
     StoreError,
     StoreUnavailableError,
@@ -17,6 +19,8 @@ from serverlord.store.sqlite import SqliteStore
 __all__ = [
     "CheckNotFoundError",
     "ConflictError",
+    "DatabaseUrlError",
+    "SchemaBehindError",
     "Store",
     "StoreError",
     "StoreUnavailableError",
@@ -26,16 +30,27 @@ __all__ = [
 SQLITE_FILE = "serverlord.sqlite3"
 
 
+def is_postgres(settings: Settings) -> bool:
+    return settings.database_url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(settings: Settings) -> Path:
+    """The SQLite file the settings name (when they name no PostgreSQL)."""
+    url = settings.database_url
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).expanduser()
+    return settings.resolved_data_dir() / SQLITE_FILE
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings name; call ``await store.open()`` before use."""
-    url = settings.database_url
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres(settings):
         # asyncpg takes ~0.2 s to import: only for those who use it.
         from serverlord.store.postgres import PostgresStore
 
-        return PostgresStore(url)
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///")).expanduser()
-    else:
-        path = settings.resolved_data_dir() / SQLITE_FILE
-    return SqliteStore(path, synchronous=settings.sqlite_synchronous.upper())
+        return PostgresStore(settings.database_url, auto_migrate=settings.auto_migrate)
+    return SqliteStore(
+        sqlite_path(settings),
+        synchronous=settings.sqlite_synchronous.upper(),
+        auto_migrate=settings.auto_migrate,
+    )

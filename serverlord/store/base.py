@@ -11,6 +11,7 @@ from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
 from serverlord.store.projects import ProjectStore
+from serverlord.store.queries import Migration
 
 PINGS_KEPT = 1000
 """How many recent pings a check keeps; older ones are pruned as new ones come."""
@@ -38,6 +39,24 @@ class ChannelNotFoundError(StoreError):
 
 class ConflictError(StoreError):
     """A check changed under a compare-and-set; nothing was written."""
+
+
+class SchemaBehindError(StoreError):
+    """The database lacks migrations this serverlord needs, and migrating on open
+    is off."""
+
+
+class DatabaseUrlError(StoreError):
+    """The database URL cannot be used as it is written."""
+
+
+def schema_behind(pending: list[Migration]) -> SchemaBehindError:
+    names = ", ".join(f"{number:04d}_{name}" for number, name, _ in pending)
+    return SchemaBehindError(
+        f"its schema is behind this serverlord (not applied: {names}): run "
+        "`serverlord db migrate`, or let it migrate on start with "
+        "--auto-migrate true"
+    )
 
 
 @dataclass(slots=True, frozen=True)

@@ -27,11 +27,13 @@ from serverlord.pings import Ping
 from serverlord.store.base import (
     CommitObserver,
     ConflictError,
+    DatabaseUrlError,
     Due,
     PingOutcome,
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    schema_behind,
 )
 from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.postgres_writes import (
@@ -52,7 +54,7 @@ from serverlord.store.postgres_writes import (
     sweep,
     update_check,
 )
-from serverlord.store.queries import load_migrations
+from serverlord.store.queries import Migration, load_migrations
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -98,19 +100,24 @@ _REFUSED = (
 """Log-in refusals: a wrong user, password or database name."""
 
 
-async def migrate(conn: Connection) -> list[int]:
+async def migrate(
+    conn: Connection, migrations: list[Migration] | None = None
+) -> list[int]:
     """Apply the migrations this database has not seen; return their numbers.
 
     All of them run in one transaction, so a process killed halfway leaves the
     database as it was; under an advisory lock, so that a second process
     starting at the same time waits and then finds nothing left to do.
+    ``migrations`` defaults to all of the package's.
     """
+    if migrations is None:
+        migrations = load_migrations("postgres")
     applied = []
     async with conn.transaction():
         await conn.execute(Q["lock"], LOCK_SPACE, MIGRATIONS_LOCK)
         await conn.execute(Q["create_migrations_table"])
         seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
-        for number, name, sql in load_migrations("postgres"):
+        for number, name, sql in migrations:
             if number in seen:
                 continue
             log.info(
@@ -123,6 +130,14 @@ async def migrate(conn: Connection) -> list[int]:
             await conn.execute(Q["record_migration"], number, name)
             applied.append(number)
     return applied
+
+
+async def pending_migrations(conn: Connection) -> list[Migration]:
+    """The migrations this database has not seen, in order."""
+    seen = set()
+    if await conn.fetchval(Q["migrations_table_exists"]):
+        seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
+    return [m for m in load_migrations("postgres") if m[0] not in seen]
 
 
 @dataclass(slots=True)
@@ -446,6 +461,8 @@ class PostgresStore(PostgresProjects):
             try:
                 if self.auto_migrate:
                     await migrate(conn)
+                elif pending := await pending_migrations(conn):
+                    raise schema_behind(pending)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 error = StoreUnavailableError if _unavailable(exc) else StoreError
                 raise error(f"cannot migrate {self.description}: {exc}") from exc
@@ -466,7 +483,10 @@ class PostgresStore(PostgresProjects):
         try:
             await pool
             conn: PoolConnectionProxy[asyncpg.Record] = await pool.acquire()
-        except (*_REFUSED, ValueError) as exc:
+        except (ValueError, OverflowError) as exc:
+            # asyncpg read the URL, or a PG* variable, and found it wrong.
+            raise DatabaseUrlError(f"{self.description}: {exc}") from exc
+        except _REFUSED as exc:
             # Trying again changes nothing until someone fixes the settings.
             raise StoreError(f"cannot connect to {self.description}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -59,6 +59,7 @@ _SESSION_SETTINGS = {
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
 }
+_rng = random.Random()
 _LOST = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
@@ -69,7 +70,7 @@ class PostgresOwnership:
         self.dsn = dsn
         self.description = description
         self.owned: set[int] = set()
-        self.member = random.randrange(1, 2**31)
+        self.member = _rng.randrange(1, 2**31)
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._window: OfflineWindow | None = None
         self._alone = True
@@ -218,7 +219,7 @@ class PostgresOwnership:
         fair = math.ceil(SHARD_COUNT / max(1, members))
 
         if len(self.owned) > fair:
-            extra = random.sample(sorted(self.owned), len(self.owned) - fair)
+            extra = _rng.sample(sorted(self.owned), len(self.owned) - fair)
             self._lose(extra)
             await conn.execute(Q["unlock_shards"], SHARD_SPACE, extra)
             log.info(
@@ -237,7 +238,7 @@ class PostgresOwnership:
             return []
         # Random picks keep processes that start together from all trying
         # the same shards.
-        tried = random.sample(free, wanted)
+        tried = _rng.sample(free, wanted)
         rows = await conn.fetch(Q["try_shards"], SHARD_SPACE, tried)
         got: list[int] = [row[0] for row in rows]
         self.owned.update(got)

@@ -7,6 +7,9 @@ from importlib import resources
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
+Migration = tuple[int, str, str]
+"""A numbered migration: (number, name, sql)."""
+
 
 def load_queries(backend: str, file: str = "queries.sql") -> dict[str, str]:
     """Every ``-- name: x`` block of ``sql/<backend>/<file>``, by name."""
@@ -17,7 +20,7 @@ def load_queries(backend: str, file: str = "queries.sql") -> dict[str, str]:
     }
 
 
-def load_migrations(backend: str) -> list[tuple[int, str, str]]:
+def load_migrations(backend: str) -> list[Migration]:
     """The numbered migrations of a backend as (number, name, sql), in order."""
     folder = resources.files("serverlord.store.sql").joinpath(backend)
     found = []

@@ -40,11 +40,13 @@ from serverlord.store.base import (
     ConflictError,
     Due,
     PingOutcome,
+    SchemaBehindError,
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    schema_behind,
 )
-from serverlord.store.queries import load_migrations, load_queries
+from serverlord.store.queries import Migration, load_migrations, load_queries
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
@@ -65,6 +67,8 @@ T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 2000
+WAL_SWITCH_TIMEOUT = 5.0
+"""Longest wait to switch a new database file to WAL mode."""
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -73,24 +77,44 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     # Other processes (the CLI) write to the same file: wait for them briefly
     # instead of failing at once; first, since switching to WAL takes a lock.
     conn.execute("PRAGMA busy_timeout = 5000")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(conn)
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    # While processes create a new file at once, SQLite may refuse the switch
+    # at once instead of waiting (it would deadlock otherwise): try again. A
+    # file in WAL mode already needs no lock for it.
+    give_up = time.monotonic() + WAL_SWITCH_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+        time.sleep(0.01)
+
+
+def migrate(
+    conn: sqlite3.Connection, migrations: list[Migration] | None = None
+) -> list[int]:
     """Apply the migrations this database has not seen; return their numbers.
 
     All of them run in one transaction with the version stamp, so a process
     killed halfway leaves the database as it was; a second process starting at
     the same time waits for the lock and then finds nothing left to do.
+    ``migrations`` defaults to all of the package's.
     """
+    if migrations is None:
+        migrations = load_migrations("sqlite")
     applied = []
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, name, sql in load_migrations("sqlite"):
+        for number, name, sql in migrations:
             if number <= current:
                 continue
             log.info(
@@ -110,6 +134,16 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def pending_migrations(
+    conn: sqlite3.Connection, migrations: list[Migration] | None = None
+) -> list[Migration]:
+    """The migrations this database has not seen, in order."""
+    if migrations is None:
+        migrations = load_migrations("sqlite")
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    return [migration for migration in migrations if migration[0] > current]
 
 
 def _statements(sql: str) -> list[str]:
@@ -265,9 +299,12 @@ def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
 class SqliteStore(SqliteProjects):
     """The SQLite backend of the store contract."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", auto_migrate: bool = True
+    ) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.auto_migrate = auto_migrate
         self.description = f"sqlite:///{path}"
         self._writer: _Writer | None = None
         self._observer: CommitObserver | None = None
@@ -276,9 +313,22 @@ class SqliteStore(SqliteProjects):
         self._reads = ThreadPoolExecutor(1, thread_name_prefix="serverlord-sqlite-read")
 
     async def open(self) -> None:
+        if not self.auto_migrate and not self.path.exists():
+            raise SchemaBehindError(
+                "there is no database there yet: create it with "
+                "`serverlord db migrate`, or let it be created on start with "
+                "--auto-migrate true"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = await asyncio.to_thread(connect, self.path, synchronous=self.synchronous)
-        await asyncio.to_thread(migrate, conn)
+        try:
+            if self.auto_migrate:
+                await asyncio.to_thread(migrate, conn)
+            elif pending := await asyncio.to_thread(pending_migrations, conn):
+                raise schema_behind(pending)
+        except BaseException:
+            conn.close()
+            raise
         self._writer = _Writer(conn)
         self._writer.observer = self._observer
         self._writer.start()
@@ -311,6 +361,10 @@ class SqliteStore(SqliteProjects):
             await self._read(self._reader.close)
             self._reader = None
         self._reads.shutdown(wait=True)
+        if self._lock is not None:
+            # Closing the file releases the lock: the next server may start.
+            self._lock.close()
+            self._lock = None
 
     def observe_commits(self, observer: CommitObserver | None) -> None:
         self._observer = observer

@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 -- name: lock
 SELECT pg_advisory_xact_lock($1::integer, $2::integer);
 
+-- name: migrations_table_exists
+SELECT to_regclass('schema_migrations') IS NOT NULL;
+
 -- name: applied_migrations
 SELECT number FROM schema_migrations ORDER BY number;
 
