@@ -190,6 +190,32 @@ async def test_concurrent_pings_are_committed_in_fewer_transactions_than_pings(
     assert len(numbers) == min(200, PINGS_KEPT)
 
 
+async def test_an_observer_is_told_of_every_group_commit_and_its_operations(
+    store: Store,
+) -> None:
+    check = new_check()
+    await store.add_check(check)
+    commits: list[tuple[int, float, bool]] = []
+    store.observe_commits(lambda size, seconds, ok: commits.append((size, seconds, ok)))
+
+    await asyncio.gather(*(store.record_ping(ping(check)) for _ in range(50)))
+    store.observe_commits(None)
+    await store.record_ping(ping(check))
+
+    assert sum(size for size, _, _ in commits) == 50
+    assert all(ok and 0 <= seconds < 60 for _, seconds, ok in commits)
+
+
+async def test_checks_are_counted_by_stored_status(store: Store) -> None:
+    up, down, new = new_check(), new_check(), new_check()
+    for check in (up, down, new):
+        await store.add_check(check)
+    await store.record_ping(ping(up))
+    await store.record_ping(ping(down, "fail"))
+
+    assert await store.count_by_status() == {"up": 1, "down": 1, "new": 1}
+
+
 async def test_a_ping_is_readable_from_a_second_store_as_soon_as_its_await_returns(
     store: Store, settings: Settings
 ) -> None:
