@@ -115,10 +115,24 @@ def test_logs_are_json_unless_the_stream_is_a_terminal() -> None:
     handlers, level = list(root.handlers), root.level
     try:
         for stream, is_json in ((io.StringIO(), True), (Terminal(), False)):
-            logs.configure("info", "auto", stream)
+            logs.configure("info", "auto", stream, force=True)
             logging.getLogger("serverlord.test").info("hi", extra={"action": "a"})
             text = stream.getvalue().strip()
             assert text.startswith("{") == is_json, text
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def test_logging_set_up_already_is_left_alone() -> None:
+    root = logging.getLogger()
+    kept = logging.StreamHandler(io.StringIO())
+    handlers, level = list(root.handlers), root.level
+    root.addHandler(kept)
+    try:
+        logs.configure("debug", "json", io.StringIO())
+
+        assert kept in root.handlers and root.level == level
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

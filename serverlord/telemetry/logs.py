@@ -90,17 +90,28 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def configure(level: str, form: str = "auto", stream: TextIO | None = None) -> None:
+def configure(
+    level: str,
+    form: str = "auto",
+    stream: TextIO | None = None,
+    *,
+    force: bool = False,
+) -> None:
     """Send every log record to ``stream`` (stderr) as JSON or as text.
 
     ``form`` is json, text, or auto: JSON unless the stream is a terminal.
+    Like ``logging.basicConfig``, it leaves logging alone where handlers are
+    set up already (a program that runs serverlord's CLI in-process), unless
+    ``force``.
     """
+    root = logging.getLogger()
+    if root.handlers and not force:
+        return
     stream = sys.stderr if stream is None else stream
     if form == "auto":
         form = "text" if stream.isatty() else "json"
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
