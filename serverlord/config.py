@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -131,8 +130,21 @@ def _database_url(text: str) -> str:
 
 
 def hide_password(url: str) -> str:
-    """The URL with its password, if any, replaced by ``***``."""
-    return re.sub(r"^([a-z]+://[^/?#@:]*):[^/?#]*@", r"\1:***@", url.strip())
+    """The URL with its password, if any, replaced by ``***``.
+
+    Everything up to the last ``@`` before the path may be a password with
+    characters that should have been quoted (``/``, ``#``, ``?``): all of it
+    after the user name goes.
+    """
+    url = url.strip()
+    scheme, found, rest = url.partition("://")
+    if not found or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    if ":" not in userinfo and user == userinfo and "/" not in userinfo:
+        return url
+    return f"{scheme}://{user}:***@{host}"
 
 
 def _shard_count(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -392,8 +404,14 @@ def settings_from(
         try:
             values[setting.name] = setting.metadata["type"](raw)
         except (ValueError, DurationError) as exc:
-            shown = hide_password(raw) if setting.name == "database_url" else raw
-            raise SettingsError(f"{source}: {shown!r} is not valid: {exc}") from exc
+            if setting.name == "database_url":
+                # The parser's message may quote a piece of the password.
+                raise SettingsError(
+                    f"{source}: {hide_password(raw)!r} is not a valid URL (quote "
+                    "special characters of the password: / as %2F, # as %23, "
+                    "? as %3F, @ as %40)"
+                ) from exc
+            raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
     if settings.ping_body_limit > settings.ping_body_cap:
         raise SettingsError("--ping-body-limit must not exceed --ping-body-cap")
