@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -127,6 +128,23 @@ def _database_url(text: str) -> str:
     if not url.startswith("sqlite:///") or url == "sqlite:///":
         raise ValueError("use sqlite:///PATH or postgresql://USER@HOST/DB")
     return url
+
+
+def _url_reason(url: str, exc: Exception) -> str:
+    """Why a database URL was refused, unless saying it shows the password.
+
+    A password with an unquoted ``/`` makes the parser quote a piece of it as
+    the port, say.
+    """
+    reason = str(exc)
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    quoted = re.findall(r"'([^']*)'", reason)
+    if userinfo and any(piece and piece in userinfo for piece in quoted):
+        return (
+            "not a URL (quote special characters of the password: / as %2F, "
+            "# as %23, ? as %3F, @ as %40)"
+        )
+    return reason
 
 
 def hide_password(url: str) -> str:
@@ -405,11 +423,9 @@ def settings_from(
             values[setting.name] = setting.metadata["type"](raw)
         except (ValueError, DurationError) as exc:
             if setting.name == "database_url":
-                # The parser's message may quote a piece of the password.
                 raise SettingsError(
-                    f"{source}: {hide_password(raw)!r} is not a valid URL (quote "
-                    "special characters of the password: / as %2F, # as %23, "
-                    "? as %3F, @ as %40)"
+                    f"{source}: {hide_password(raw)!r} is not valid: "
+                    f"{_url_reason(raw, exc)}"
                 ) from exc
             raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
