@@ -309,5 +309,5 @@ def test_accounts_the_api_and_the_job_wrapper_work_frozen(
     assert "ping_url" not in hidden.json()["checks"][0]
     assert (refused.status_code, refused.json()) == (401, {"error": "wrong api key"})
     assert document.status_code == 200, document.text
-    assert "/api/v3/checks/" in document.json()["paths"]
+    assert "/api/v3/checks" in document.json()["paths"]
     assert server.signal(signal.SIGTERM) == 0
