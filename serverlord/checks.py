@@ -118,9 +118,10 @@ def next_due(check: Check) -> float | None:
     """The time the next ping is due, or None.
 
     That is the first schedule slot after the last ping, or a later one when
-    slots were missed under the failure threshold.
+    slots were missed under the failure threshold. A paused check is due
+    never, until it is resumed.
     """
-    if check.last_ping is None:
+    if check.last_ping is None or check.status == PAUSED:
         return None
     schedule = check.schedule
     if schedule.kind == "simple":

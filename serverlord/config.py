@@ -130,9 +130,39 @@ def _database_url(text: str) -> str:
     return url
 
 
+def _url_reason(url: str, exc: Exception) -> str:
+    """Why a database URL was refused, unless saying it shows the password.
+
+    A password with an unquoted ``/`` makes the parser quote a piece of it as
+    the port, say.
+    """
+    reason = str(exc)
+    userinfo = url.partition("://")[2].rpartition("@")[0]
+    quoted = re.findall(r"'([^']*)'", reason)
+    if userinfo and any(piece and piece in userinfo for piece in quoted):
+        return (
+            "not a URL (quote special characters of the password: / as %2F, "
+            "# as %23, ? as %3F, @ as %40)"
+        )
+    return reason
+
+
 def hide_password(url: str) -> str:
-    """The URL with its password, if any, replaced by ``***``."""
-    return re.sub(r"^([a-z]+://[^/?#@:]*):[^/?#]*@", r"\1:***@", url.strip())
+    """The URL with its password, if any, replaced by ``***``.
+
+    Everything up to the last ``@`` before the path may be a password with
+    characters that should have been quoted (``/``, ``#``, ``?``): all of it
+    after the user name goes.
+    """
+    url = url.strip()
+    scheme, found, rest = url.partition("://")
+    if not found or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    if ":" not in userinfo and user == userinfo and "/" not in userinfo:
+        return url
+    return f"{scheme}://{user}:***@{host}"
 
 
 def _shard_count(environ: Mapping[str, str]) -> tuple[str, str] | None:
@@ -427,8 +457,12 @@ def settings_from(
         try:
             values[setting.name] = setting.metadata["type"](raw)
         except (ValueError, DurationError) as exc:
-            shown = hide_password(raw) if setting.name == "database_url" else raw
-            raise SettingsError(f"{source}: {shown!r} is not valid: {exc}") from exc
+            if setting.name == "database_url":
+                raise SettingsError(
+                    f"{source}: {hide_password(raw)!r} is not valid: "
+                    f"{_url_reason(raw, exc)}"
+                ) from exc
+            raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
     if settings.ping_body_limit > settings.ping_body_cap:
         raise SettingsError("--ping-body-limit must not exceed --ping-body-cap")

@@ -307,19 +307,25 @@ class Notifier:
             try:
                 await self.store.finish_attempt(delivery, result)
                 return
-            except Exception:
+            except Exception as exc:
+                # The store's own trouble (the database away) says enough in
+                # one line; anything else is a bug, with its traceback.
+                trace = not isinstance(exc, StoreError)
                 if pause is None or self._stopping:
-                    log.exception(
-                        "could not record the attempt of delivery %s; it will "
-                        "be sent again when its claim runs out",
+                    log.error(
+                        "could not record the attempt of delivery %s (%s); it "
+                        "will be sent again when its claim runs out",
                         delivery.id,
+                        exc,
+                        exc_info=trace,
                         extra=_ids(delivery, action="attempt_not_recorded"),
                     )
                     return
                 log.warning(
-                    "could not record the attempt of delivery %s; retrying",
+                    "could not record the attempt of delivery %s (%s); retrying",
                     delivery.id,
-                    exc_info=True,
+                    exc,
+                    exc_info=trace,
                     extra=_ids(delivery, action="attempt_not_recorded"),
                 )
                 await asyncio.sleep(pause)

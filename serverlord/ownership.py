@@ -32,8 +32,15 @@ class OfflineWindow:
     until: float
 
     def covers(self, due: float, deadline: float) -> bool:
-        """Whether [due, deadline] overlaps the window."""
-        return due < self.until and (self.since is None or deadline >= self.since)
+        """Whether the check fell due, or its deadline fell, in the window.
+
+        A window that lies wholly inside a grace period covers nothing: the
+        job was late before serverlord went away, and its deadline is ahead.
+        """
+        return self._holds(due) or self._holds(deadline)
+
+    def _holds(self, at: float) -> bool:
+        return at < self.until and (self.since is None or at >= self.since)
 
 
 class ShardOwner(Protocol):

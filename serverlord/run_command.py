@@ -146,6 +146,11 @@ def run_command(command: list[str], pinger: Pinger) -> tuple[int, bytes]:
         message = f"serverlord run: not executable: {command[0]}\n"
         sys.stderr.write(message)
         return NOT_EXECUTABLE, message.encode()
+    except OSError as exc:
+        # A script without a #! line, a binary for another machine...
+        message = f"serverlord run: cannot run {command[0]}: {exc.strerror or exc}\n"
+        sys.stderr.write(message)
+        return NOT_EXECUTABLE, message.encode()
 
     tail = Tail(lambda: pinger.body_limit)
     copiers = [

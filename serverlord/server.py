@@ -397,7 +397,13 @@ async def _start(
             if server is not None:
                 await server.stop()
             await store.close()
-            raise OSError(f"cannot open the store {store.description}: {exc}") from exc
+            # The store's own errors name it already.
+            reason = (
+                str(exc)
+                if isinstance(exc, StoreError)
+                else (f"cannot open the store {store.description}: {exc}")
+            )
+            raise OSError(reason) from exc
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await stop.wait()

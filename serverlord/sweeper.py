@@ -42,6 +42,8 @@ class _Offline:
     not_before: float
     since: float | None
     until: float
+    fires: float = 0.0
+    """When its heap entry fires, on the loop's clock."""
 
 
 class Shard:
@@ -105,9 +107,9 @@ class Shard:
         """Schedule a deadline missed while offline for one grace after start."""
         self.deadlines[check_id] = deadline
         self.offline[check_id] = offline
-        self._push(check_id, deadline, offline.not_before)
+        offline.fires = self._push(check_id, deadline, offline.not_before)
 
-    def _push(self, check_id: str, deadline: float, fire_at: float) -> None:
+    def _push(self, check_id: str, deadline: float, fire_at: float) -> float:
         loop_time = asyncio.get_running_loop().time()
         when = loop_time + (fire_at - time.time())
         earliest = self.heap[0][0] if self.heap else None
@@ -115,6 +117,7 @@ class Shard:
         if earliest is None or when < earliest:
             self._wake()
         self._compact()
+        return when
 
     def _compact(self) -> None:
         # Every moved deadline leaves a stale entry behind; rebuild the heap
@@ -153,8 +156,13 @@ class Shard:
     def _pop_due(self, now: float) -> list[Due]:
         due: list[Due] = []
         while self.heap and self.heap[0][0] <= now and len(due) < MAX_SWEEP:
-            _, deadline, check_id = heapq.heappop(self.heap)
+            when, deadline, check_id = heapq.heappop(self.heap)
             if self.deadlines.get(check_id) != deadline:
+                continue
+            held = self.offline.get(check_id)
+            if held is not None and when < held.fires:
+                # An entry of the same deadline pushed before the shard was
+                # given up and taken again: the held-back one fires later.
                 continue
             del self.deadlines[check_id]
             offline = self.offline.pop(check_id, None)

@@ -10,6 +10,7 @@ SIGTERM or Ctrl-C stops every worker, each finishing its requests.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -54,12 +55,14 @@ class Supervisor:
         return self.exit_code
 
     def _spawn(self, index: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                _stop_with_parent(parent)
                 code = self.worker(self.sock, index)
             finally:
                 # Never return into the parent's code, whatever happened.
@@ -118,3 +121,22 @@ class Supervisor:
         for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM when the parent dies (kill -9 included).
+
+    Workers left behind would keep the port and the shards, and a new
+    ``serve`` could not start. Linux only; elsewhere nothing happens.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        # The parent died before the request took effect.
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import hypothesis
 import pytest
 import uvicorn
 
@@ -33,6 +34,12 @@ BACKENDS = ("sqlite", "postgres")
 
 on_both_backends = pytest.mark.parametrize("backend", BACKENDS)
 """For a module whose ``backend`` fixture is SQLite only: this test runs on both."""
+
+
+# Property tests check behaviour, not speed: on a busy 2-core machine one
+# example can take longer than hypothesis's default 200 ms deadline.
+hypothesis.settings.register_profile("serverlord", deadline=None)
+hypothesis.settings.load_profile("serverlord")
 
 
 @dataclass

@@ -709,3 +709,42 @@ async def test_the_api_is_rate_limited_per_key_with_retry_after_and_pings_are_no
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert others.status_code == 200
     assert {p.status_code for p in pings} == {200}
+
+
+async def test_json_nested_too_deeply_is_a_parse_error_not_a_crash(
+    live: Live, alice: Tenant
+) -> None:
+    body = "[" * 5000 + "]" * 5000
+    created = await live.client.post("/api/v3/checks/", content=body, headers=alice.rw)
+    blank = await live.client.post("/api/v3/checks/", content="\n", headers=alice.rw)
+
+    assert (created.status_code, created.json()) == (
+        400,
+        {"error": "could not parse request body"},
+    )
+    assert blank.status_code == 400
+    listed = await live.client.get("/api/v3/checks/", headers=alice.rw)
+    assert listed.json()["checks"] == []
+
+
+async def test_a_description_with_nul_is_refused_on_every_store(
+    live: Live, alice: Tenant
+) -> None:
+    resp = await live.client.post(
+        "/api/v3/checks/", json={"name": "a", "desc": "x\u0000y"}, headers=alice.rw
+    )
+
+    assert resp.status_code == 400
+    assert resp.json()["error"].startswith("json validation error: desc")
+
+
+async def test_a_paused_check_has_no_next_ping(live: Live, alice: Tenant) -> None:
+    created = await live.client.post(
+        "/api/v3/checks/", json={"name": "a"}, headers=alice.rw
+    )
+    check = created.json()
+    await live.client.get(f"/ping/{check['uuid']}")
+    paused = await live.client.post(check["pause_url"], headers=alice.rw)
+
+    assert paused.json()["status"] == "paused"
+    assert paused.json()["next_ping"] is None

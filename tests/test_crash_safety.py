@@ -36,6 +36,8 @@ pytestmark = pytest.mark.slow
 CYCLES = 20
 STEADY = 300
 """Checks pinged by the load, each fewer times than the pings a check keeps."""
+PINGS_PER_CHECK = 60
+"""Fewer than a check keeps, so every acknowledged body can be looked up."""
 FLAPPING = 6
 """Checks with a 1 s period pinged once per cycle: they go down over and over."""
 
@@ -77,10 +79,14 @@ class Load:
         return started
 
     def _run(self) -> None:
+        # Ends when the server stops answering, or when every check has had
+        # its share: a thread must never outlive its cycle.
         while True:
             check_id = self._rng.choice(self.check_ids)
             with self._lock:
-                if len(self.acked.get(check_id, [])) >= 60:
+                if len(self.acked.get(check_id, [])) >= PINGS_PER_CHECK:
+                    if self._all_done():
+                        return
                     continue
                 self.sent += 1
                 body = f"ping-{self.sent}".encode()
@@ -95,6 +101,12 @@ class Load:
             if ok:
                 with self._lock:
                     self.acked.setdefault(check_id, []).append(body)
+
+    def _all_done(self) -> bool:
+        return all(
+            len(self.acked.get(check_id, [])) >= PINGS_PER_CHECK
+            for check_id in self.check_ids
+        )
 
 
 async def prepare(url: str, receiver: WebhookReceiver) -> tuple[list[str], list[str]]:
@@ -170,6 +182,7 @@ async def test_pings_flips_and_alerts_survive_kill_9_again_and_again(
             server.signal(signal.SIGKILL)
         for thread in threads:
             thread.join(timeout=10)
+            assert not thread.is_alive(), "a load thread outlived its server"
         server.cleanup()
 
     store = open_store(Settings(database_url=database_url))

@@ -195,3 +195,24 @@ async def test_a_project_may_hold_only_so_many_streams(
 
     assert third.status_code == 429
     assert third.json() == {"error": "too many live event streams for this project"}
+
+
+async def test_a_stream_ends_soon_after_its_key_is_revoked(
+    live: Live, alice: Tenant
+) -> None:
+    check = await create(live, alice, name="a")
+    key = alice.rw["X-Api-Key"]
+    seen: list[str] = []
+
+    async def read() -> None:
+        async with live.client.stream("GET", EVENTS, headers=alice.rw) as resp:
+            async for line in resp.aiter_lines():
+                seen.append(line)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0.3)
+    assert await live.store.revoke_api_key(key[:8], 0.0)
+    await asyncio.wait_for(reader, 5)
+    await live.client.get(f"/ping/{check['uuid']}")
+
+    assert not any(line.startswith("event: ping") for line in seen)

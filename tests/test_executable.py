@@ -303,8 +303,11 @@ def test_accounts_the_api_and_the_job_wrapper_work_frozen(
         )
         hidden = client.get("/api/v3/checks/", headers={"X-Api-Key": read_only["key"]})
         refused = client.get("/api/v3/checks/", headers={"X-Api-Key": "x" * 32})
+        document = client.get("/api/v3/schema/openapi.json")
     [seen] = listed.json()["checks"]
     assert (seen["name"], seen["status"], seen["n_pings"]) == ("backup", "down", 2)
     assert "ping_url" not in hidden.json()["checks"][0]
     assert (refused.status_code, refused.json()) == (401, {"error": "wrong api key"})
+    assert document.status_code == 200, document.text
+    assert "/api/v3/checks" in document.json()["paths"]
     assert server.signal(signal.SIGTERM) == 0

@@ -134,6 +134,22 @@ async def test_a_command_that_does_not_exist_is_127_and_a_failure(live: Live) ->
     assert b"command not found" in end.body
 
 
+async def test_a_script_without_an_interpreter_line_is_126_and_a_failure(
+    live: Live, tmp_path: Path
+) -> None:
+    check_id = await a_check(live)
+    script = tmp_path / "job"
+    script.write_text("echo hi\nexit 4\n")
+    script.chmod(0o755)
+
+    done = await run(f"{live.base_url}/ping/{check_id}", str(script))
+
+    assert done.code == 126
+    end, _ = await live.store.recent_pings(check_id, 10)
+    assert (end.kind, end.exit_status) == ("fail", 126)
+    assert b"cannot run" in end.body
+
+
 async def test_a_slug_url_with_create_makes_the_check(live: Live) -> None:
     tenant = await make_tenant(live.store)
 

@@ -222,3 +222,41 @@ async def test_a_check_added_by_another_process_is_swept_by_its_owner(
     assert flip.new_status == DOWN
     assert flip.at == pytest.approx(last_ping + 60.5, abs=0.01)
     assert flip.detected - flip.at < LAG
+
+
+async def test_a_check_in_grace_when_the_connection_blips_goes_down_at_its_deadline(
+    start_server: Start, pg_settings: Settings
+) -> None:
+    server = await start_server()
+    store = await other_store(pg_settings)
+    try:
+        # Due 3 s ago, deadline 3 s ahead: the job is late but in its grace.
+        last_ping = time.time() - 63
+        check = await add(
+            store, schedule=Schedule.simple(60), grace=6, status=UP,
+            last_ping=last_ping,
+        )  # fmt: skip
+        await eventually(lambda: check.id in server.sweepers.shard_for(
+            check.shard).deadlines)  # fmt: skip
+
+        # The shard connection drops and comes back: serverlord never stopped
+        # taking pings, so nothing is held back and nothing is mislabelled.
+        admin = await asyncpg.connect(pg_settings.database_url)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'serverlord-shards'"
+            )
+        finally:
+            await admin.close()
+        await eventually(lambda: not owned(server), timeout=LAG)
+        await eventually(lambda: len(owned(server)) == SHARD_COUNT)
+        flip = await down_flip(store, check, timeout=10)
+        flips = await flips_of(store, check)
+    finally:
+        await store.close()
+
+    assert flip.reason == MISSED
+    assert flip.at == pytest.approx(last_ping + 66, abs=0.01)
+    assert 0 <= flip.detected - flip.at < LAG
+    assert len(flips) == 1

@@ -182,3 +182,19 @@ def test_more_than_one_worker_needs_postgresql(tmp_path: Path) -> None:
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()]
+
+
+async def test_workers_stop_when_their_parent_is_killed(
+    tmp_path: Path, postgres_url: str, servers: list[ServerProcess]
+) -> None:
+    server = start_serve(servers, tmp_path, postgres_url, "workers", "--workers", "2")
+    server.wait_ready()
+    workers = _children(server.pid)
+
+    server.signal(signal.SIGKILL)
+    began = time.monotonic()
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() - began < 15, "workers outlived their parent"
+        await asyncio.sleep(0.1)
+
+    await wait_for_holders(postgres_url, [], timeout=5)

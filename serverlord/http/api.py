@@ -77,7 +77,7 @@ TIMESTAMP_MAX = 10_000_000_000
 """Year 2286: later flip filters are refused, as Healthchecks does."""
 STREAMS_PER_PROJECT = 32
 """Live event streams one project may hold open at once."""
-UPDATE_TRIES = 3
+UPDATE_TRIES = 20
 """Times an update is tried again when a ping changed the check meanwhile."""
 
 CORS = {"Access-Control-Allow-Origin": "*"}

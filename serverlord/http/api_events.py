@@ -21,6 +21,10 @@ from serverlord.http.api_render import (
     iso_precise,
 )
 from serverlord.http.api_service import Access, ApiService
+from serverlord.store.base import StoreError
+
+KEY_RECHECK = 1.0
+"""Seconds between two checks that the stream's key is still valid."""
 
 
 async def event_stream(
@@ -30,7 +34,13 @@ async def event_stream(
     try:
         yield ServerSentEventMessage(comment="serverlord live events", data=None)
         idle = 0.0
+        checked = time.monotonic()
         while not service.stopping():
+            if time.monotonic() - checked >= KEY_RECHECK:
+                # A key revoked while its stream is open ends the stream.
+                if not await _key_valid(service, access):
+                    return
+                checked = time.monotonic()
             try:
                 event = await asyncio.wait_for(subscriber.queue.get(), 0.5)
             except TimeoutError:
@@ -47,6 +57,14 @@ async def event_stream(
                 yield ServerSentEventMessage(event=rendered[0], data=rendered[1])
     finally:
         hub.unsubscribe(subscriber)
+
+
+async def _key_valid(service: ApiService, access: Access) -> bool:
+    try:
+        stored = await service.store.get_api_key(access.key_id)
+    except StoreError:
+        return True  # the database is away: not a reason to cut people off
+    return stored is not None and stored.revoked is None
 
 
 def _render_event(

@@ -20,6 +20,8 @@ SLUG_PATTERN = "^[a-z0-9-_]*$"
 PRINTABLE = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
 """No control characters: names and tags reach terminals, and escape
 sequences must not."""
+NO_NUL = "^[^\\x00]*$"
+"""Text may hold line breaks, never NUL: PostgreSQL cannot store it."""
 TAGS_LIMIT = 500
 DESC_LIMIT = 10_000
 KEYWORDS_LIMIT = 200
@@ -46,7 +48,9 @@ class CheckSpec(msgspec.Struct, kw_only=True):
     tags: Annotated[str, Meta(max_length=TAGS_LIMIT, pattern=PRINTABLE)] | UnsetType = (
         UNSET
     )
-    desc: Annotated[str, Meta(max_length=DESC_LIMIT)] | UnsetType = UNSET
+    desc: Annotated[str, Meta(max_length=DESC_LIMIT, pattern=NO_NUL)] | UnsetType = (
+        UNSET
+    )
     timeout: Seconds | UnsetType = UNSET
     grace: Seconds | UnsetType = UNSET
     schedule: Annotated[str, Meta(max_length=MAX_EXPRESSION_LENGTH)] | UnsetType = UNSET

@@ -129,11 +129,12 @@ class ApiService:
 async def read_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """The POST body as a JSON object ({} when empty)."""
     body = await request.body()
-    if not body.strip():
+    if not body:
         return {}
     try:
         document = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
+        # RecursionError: arrays or objects nested a thousand levels deep.
         raise ApiError(400, "could not parse request body") from exc
     if not isinstance(document, dict):
         raise ApiError(400, "json validation error: value is not an object")
