@@ -10,6 +10,7 @@ and on a real PostgreSQL (a fresh migrated database per test, see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
         http="httptools",
     )
     http = uvicorn.Server(config)
-    http.capture_signals = _no_signals  # type: ignore[method-assign]
+    http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(http.serve(sockets=[sock]))
     while not http.started:
         await asyncio.sleep(0.005)
@@ -124,18 +125,6 @@ async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
     await task
     await server.stop()
     sock.close()
-
-
-class _NoSignals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_signals() -> _NoSignals:
-    return _NoSignals()
 
 
 @pytest.fixture

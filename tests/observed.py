@@ -8,6 +8,7 @@ HTTP server in a thread that decodes what the OpenTelemetry exporters send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import threading
 import time
@@ -54,7 +55,7 @@ async def observed(
         http="httptools",
     )
     http = uvicorn.Server(config)
-    http.capture_signals = _no_signals  # type: ignore[method-assign]
+    http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(http.serve(sockets=[sock]))
     try:
         while not http.started:
@@ -69,18 +70,6 @@ async def observed(
         await server.stop()
         await telemetry.stop()
         sock.close()
-
-
-class _NoSignals:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _no_signals() -> _NoSignals:
-    return _NoSignals()
 
 
 class OtlpReceiver:
