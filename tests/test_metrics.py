@@ -153,7 +153,13 @@ async def test_a_scrape_shows_commits_flips_statuses_and_sweeper_heaps(
 
     heaps = families["serverlord_sweeper_heap_size"]
     assert sorted(s.labels["sweeper"] for s in heaps) == ["0", "1", "2", "3"]
-    # The check that is up has a deadline; the one that is down has none.
+    # The check that is up has a deadline; the one that is down has none,
+    # once the sweepers have confirmed the two checks the change feed brought
+    # (each waits in a heap until its confirmation has run).
+    deadline = time.monotonic() + 10
+    while sum(s.value for s in heaps) != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        heaps = (await scrape(live))["serverlord_sweeper_heap_size"]
     assert sum(s.value for s in heaps) == 1
 
     info = families["target_info"]
