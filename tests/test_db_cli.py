@@ -7,6 +7,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -197,6 +198,50 @@ def test_serve_without_migrating_refuses_a_database_that_is_behind(
     assert run("db", "migrate", "--database-url", empty_url).code == 0
     listed = run("check", "list", "--database-url", empty_url, *flag)
     assert listed.code == 0, listed.err
+
+
+def stamp_future_migration(url: str) -> None:
+    """Mark the database as migrated by a newer serverlord (migration 9999)."""
+    if url.startswith("sqlite"):
+        conn = sqlite.connect(Path(url.removeprefix("sqlite:///")))
+        conn.execute("PRAGMA user_version = 9999")
+        conn.close()
+        return
+
+    async def stamp() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        await conn.execute(
+            "INSERT INTO schema_migrations (number, name, applied) "
+            "VALUES (9999, 'future', 0)"
+        )
+        await conn.close()
+
+    asyncio.run(stamp())
+
+
+def test_a_database_from_a_newer_serverlord_is_refused_by_every_command(
+    run: Run, empty_url: str
+) -> None:
+    assert run("db", "migrate", "--database-url", empty_url).code == 0
+    stamp_future_migration(empty_url)
+    port = str(closed_port())
+
+    attempts = [
+        run("serve", "--database-url", empty_url, "--port", port),
+        run(
+            "serve", "--database-url", empty_url, "--port", port, "--auto-migrate", "0"
+        ),
+        run("db", "migrate", "--database-url", empty_url),
+        run("check", "add", "nightly", "--database-url", empty_url),
+    ]
+
+    for result in attempts:
+        assert result.code == 1, result.err
+        line = one_line(result.err)
+        assert "newer than this serverlord (migration 9999" in line
+        assert f"knows up to {LATEST}" in line
 
 
 def test_commands_migrate_on_open_unless_told_not_to(run: Run, empty_url: str) -> None:
