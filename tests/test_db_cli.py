@@ -278,6 +278,25 @@ def test_a_bare_postgresql_url_takes_everything_else_from_pg_variables(
     assert [check["name"] for check in listed.json()] == ["nightly"]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["db", "migrate"], ["check", "list"], ["key", "list", "default"]],
+)
+def test_a_bad_url_option_is_a_usage_error_of_every_command(
+    run: Run, command: list[str]
+) -> None:
+    url = f"postgresql://u@127.0.0.1:{closed_port()}/db?sslmode=sometimes"
+
+    port = ["--port", str(closed_port())] if command == ["serve"] else []
+
+    result = run(*command, "--database-url", url, *port)
+
+    assert result.code == 2, result.err
+    line = one_line(result.err)
+    assert "the database URL is not valid" in line
+    assert "sslmode" in line
+
+
 def test_pgpassword_logs_in_a_role_that_needs_its_password(
     run: Run, monkeypatch: pytest.MonkeyPatch, postgres_url: str, odd_role: str
 ) -> None:
