@@ -205,7 +205,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serverlord.server import bind, serve
     from serverlord.store import DatabaseUrlError
     from serverlord.telemetry import logs
+    from serverlord.telemetry.environment import check_otel_environment
 
+    check_otel_environment()
     logs.configure(settings.log_level, settings.log_format)
     if settings.workers == 1:
         try:
