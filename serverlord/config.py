@@ -234,6 +234,20 @@ def _ratio(text: str) -> float:
     return value
 
 
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _bearer_token(text: str) -> str:
+    # What RFC 6750 lets a client send after "Bearer ": a token with a space
+    # or a letter outside ASCII could never be matched.
+    if text and not _BEARER_TOKEN.fullmatch(text):
+        raise ValueError(
+            "a bearer token is ASCII letters, digits and -._~+/ (= at the end), "
+            "without spaces"
+        )
+    return text
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -371,6 +385,7 @@ class Settings:
         "bearer token that /metrics asks for (default: none asked; "
         "prefer the environment variable to the flag)",
         "",
+        flag_type=_bearer_token,
         metavar="TOKEN",
     )
     trace_pings: float = _setting(
@@ -462,6 +477,8 @@ def settings_from(
                     f"{source}: {hide_password(raw)!r} is not valid: "
                     f"{_url_reason(raw, exc)}"
                 ) from exc
+            if setting.name == "metrics_token":
+                raise SettingsError(f"{source}: not valid: {exc}") from exc
             raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
     if settings.ping_body_limit > settings.ping_body_cap:

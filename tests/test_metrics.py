@@ -208,7 +208,10 @@ async def test_with_a_token_set_metrics_need_it_as_a_bearer_token(live: Live) ->
     wrong = await live.client.get("/metrics", headers={"Authorization": "Bearer nope"})
 
     assert missing.status_code == 401 and wrong.status_code == 401
-    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.headers["www-authenticate"] == 'Bearer realm="serverlord metrics"'
+    assert missing.text == "a bearer token is needed"
+    assert wrong.headers["www-authenticate"].endswith(', error="invalid_token"')
+    assert wrong.text == "wrong bearer token"
     assert "serverlord" not in missing.text
     families = await scrape(live, Authorization="Bearer s3cret")
     assert "serverlord_checks" in families

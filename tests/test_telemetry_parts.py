@@ -244,3 +244,28 @@ def test_serve_refuses_a_bad_otel_variable_before_it_binds(
         "serverlord: error: OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not written "
         "as key=value (entries are separated by commas)"
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "token"),
+    [("--metrics-token", "t0k3n "), ("SERVERLORD_METRICS_TOKEN", "tökén")],
+)
+def test_a_metrics_token_no_client_could_send_is_refused_unshown(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    flag: str,
+    token: str,
+) -> None:
+    run = runner(capsys, monkeypatch, tmp_path)
+    args = ["serve", "--port", "1"]
+    if flag.startswith("--"):
+        args += [flag, token]
+    else:
+        monkeypatch.setenv(flag, token)
+
+    result = run(*args)
+
+    assert result.code == 2
+    assert f"{flag}: not valid: a bearer token is ASCII letters" in result.err
+    assert token.strip() not in result.err

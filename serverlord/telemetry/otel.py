@@ -11,7 +11,7 @@ serverlord aims at. No label holds a check id or a raw URL.
 - serverlord_store_commit_duration_milliseconds {store, result}: time of one
   group commit
 - serverlord_detection_lag_milliseconds {reason}: deadline to flip stored
-- serverlord_flips_total {status, reason}: flips stored
+- serverlord_flips_total {status, reason}: flips pings and sweeps stored (not pauses)
 - serverlord_checks {status}: checks by stored status (the store's total)
 - serverlord_sweeper_heap_size {sweeper}: deadlines each sweeper holds
 - serverlord_notifications_total {channel_kind, kind, result}: attempts to
@@ -198,7 +198,9 @@ class OtelTelemetry(Telemetry):
     def _instruments(self) -> None:
         meter = self.meter_provider.get_meter(SCOPE, __version__)
         self._flips = meter.create_counter(
-            "serverlord.flips", unit="{flip}", description="Flips stored"
+            "serverlord.flips",
+            unit="{flip}",
+            description="Flips that pings and sweeps stored",
         )
         self._lag = meter.create_histogram(
             "serverlord.detection.lag",
