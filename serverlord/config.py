@@ -234,6 +234,16 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 <= value <= 100_000.0:
+        raise ValueError("must be between 0 and 100000")
+    return value
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -301,6 +311,13 @@ class Settings:
         100_000,
         flag_type=_size,
         metavar="BYTES",
+    )
+    ping_rate_limit: float = _setting(
+        "pings a second one check may send on average, ten seconds' worth at "
+        "once; more get 429 and are not recorded (0: no limit)",
+        10.0,
+        flag_type=_rate,
+        metavar="N",
     )
     ping_body_cap: int = _setting(
         "largest ping body accepted at all; larger ones get 413",

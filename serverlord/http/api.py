@@ -4,8 +4,9 @@ Every request names its project by an API key (``X-Api-Key``, or ``api_key``
 in a POST's JSON body); every read and write stays inside that project, and a
 check of another project is answered 404 as if it did not exist. Read-only keys
 may list and get checks, flips and badges and follow live events, nothing else.
-The routes live on their own router, so the ping path never pays for the rate
-limiter or the body limit set here.
+The routes live on their own router, so the ping path never pays for the
+body limit or the headers set here; the rate limit is counted where the key
+is checked (``ApiService.authorize``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, route
 from litestar.handlers import HTTPRouteHandler
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
@@ -57,12 +57,11 @@ from serverlord.http.api_service import (
 )
 from serverlord.http.api_support import (
     CheckSpecBody,
-    RateLimit,
     error_response,
-    rate_limit_identity,
     store_error,
 )
 from serverlord.http.badges import badge_urls
+from serverlord.http.headers import API_HEADERS
 from serverlord.store.base import (
     ConflictError,
     StoreError,
@@ -79,8 +78,6 @@ STREAMS_PER_PROJECT = 32
 """Live event streams one project may hold open at once."""
 UPDATE_TRIES = 20
 """Times an update is tried again when a ping changed the check meanwhile."""
-
-CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 def api_router(service: ApiService) -> Router:
@@ -351,24 +348,14 @@ def api_router(service: ApiService) -> Router:
 
     def preflight(path: str, methods: str) -> HTTPRouteHandler:
         # Litestar's own OPTIONS answer lists one handler's methods only when
-        # several share a path; browsers need them all, and the API key header.
+        # several share a path. No Access-Control-* headers: only the ping
+        # URLs are open to other origins, never a project's data.
         async def answer() -> Response[None]:
-            allowed = f"{methods}, OPTIONS"
-            headers = {
-                "Allow": allowed,
-                "Access-Control-Allow-Methods": allowed,
-                "Access-Control-Allow-Headers": "X-Api-Key, Content-Type",
-                "Access-Control-Max-Age": "600",
-            }
+            headers = {"Allow": f"{methods}, OPTIONS"}
             return Response(None, status_code=204, headers=headers)
 
         return route(path, http_method="OPTIONS", include_in_schema=False)(answer)
 
-    limiter = RateLimitConfig(
-        rate_limit=("minute", service.rate_limit),
-        identifier_for_request=rate_limit_identity,
-        middleware_class=RateLimit,
-    )
     return Router(
         API_PATH,
         route_handlers=[
@@ -390,10 +377,9 @@ def api_router(service: ApiService) -> Router:
             status,
             events,
         ],
-        middleware=[limiter.middleware],
         request_max_body_size=BODY_LIMIT,
         exception_handlers={ApiError: error_response, StoreError: store_error},
-        response_headers=CORS,
+        response_headers=API_HEADERS,
     )
 
 

@@ -97,7 +97,7 @@ class BadgeService:
         ]
         state, late, down = badge_state(statuses, with_late)
         label = ALL_LABEL if tag == ALL else tag
-        headers = {"Cache-Control": NO_CACHE, "Access-Control-Allow-Origin": "*"}
+        headers = {"Cache-Control": NO_CACHE}
         if fmt == "json":
             body = {
                 "status": state,
