@@ -11,7 +11,6 @@ is checked (``ApiService.authorize``).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -21,6 +20,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 
+from serverlord import clock
 from serverlord.accounts import (
     DEFAULT_PROJECT,
 )
@@ -107,7 +107,7 @@ def api_router(service: ApiService) -> Router:
         links: dict[str, list[str]] = {}
         if not access.read_only:
             links = await store.project_links(access.project.id)
-        base, now = service.base_url(), time.time()
+        base, now = service.base_url(), clock.now()
         return CheckList(
             [
                 check_out(
@@ -180,7 +180,7 @@ def api_router(service: ApiService) -> Router:
 
     def _apply(check: Check, spec: CheckSpec) -> None:
         try:
-            apply_spec(check, spec, time.time())
+            apply_spec(check, spec, clock.now())
         except BadInput as exc:
             raise ApiError(400, str(exc)) from exc
 
@@ -223,7 +223,7 @@ def api_router(service: ApiService) -> Router:
     async def pause(request: Request[Any, Any, Any], code: FromPath[str]) -> CheckOut:
         access = await service.authorize(request, await read_document(request), True)
         check = await service.find_check(access, code)
-        paused = await store.pause_check(check.id, time.time())
+        paused = await store.pause_check(check.id, clock.now())
         return await service.render(paused, access)
 
     @post(
@@ -242,7 +242,7 @@ def api_router(service: ApiService) -> Router:
         access = await service.authorize(request, await read_document(request), True)
         check = await service.find_check(access, code)
         try:
-            resumed = await store.resume_check(check.id, time.time())
+            resumed = await store.resume_check(check.id, clock.now())
         except ConflictError as exc:
             raise ApiError(409, "check is not paused", plain=True) from exc
         return await service.render(resumed, access)
@@ -302,7 +302,7 @@ def api_router(service: ApiService) -> Router:
         until: float = _whole("end", end, TIMESTAMP_MAX) or float("inf")
         recent = _whole("seconds", seconds, FLIP_SECONDS_MAX)
         if recent:
-            since = max(since, time.time() - recent)
+            since = max(since, clock.now() - recent)
         found = await store.flips_between(check.id, since, until)
         return FlipList([flip_out(flip) for flip in found])
 

@@ -7,7 +7,6 @@ project; a check of another project is not found, as if it did not exist.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from serverlord import clock
 from serverlord.accounts import (
     KEY_ID_LENGTH,
     KEY_LENGTH,
@@ -150,7 +150,7 @@ class ApiService:
         return check_out(
             check,
             self.base_url(),
-            time.time(),
+            clock.now(),
             read_only=access.read_only,
             channels=channels,
         )

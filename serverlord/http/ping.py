@@ -23,6 +23,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
+from serverlord import clock
 from serverlord.http.limits import RateLimiter
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
@@ -222,7 +223,7 @@ class PingService:
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
             # after the deadline must not be dated before the flip it caused.
-            received=time.time(),
+            received=clock.now(),
             kind=kind,
             method=request.method,
             exit_status=exit_status,
