@@ -282,6 +282,7 @@ async def serve(
     import uvicorn
 
     from serverlord import telemetry as telemetry_setup
+    from serverlord.http.guard import GuardedHttpProtocol
 
     own_socket = sock is None
     if sock is None:
@@ -307,7 +308,8 @@ async def serve(
         app = http_app(server)
         config = uvicorn.Config(
             telemetry.wrap(app),
-            http="httptools",
+            # httptools, with limits on the size and time of a request's head.
+            http=GuardedHttpProtocol,
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
             proxy_headers=False,
