@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,8 @@ from serverlord.schedules import Schedule
 from serverlord.store.base import StoreUnavailableError
 from serverlord.store.sqlite import SqliteStore
 from tests.conftest import Live
+from tests.database import Database
+from tests.test_end_to_end import ServerProcess, add_check, curl, free_port
 
 DISK_FULL_CYCLES = 5
 LOCK_CYCLES = 2
@@ -214,3 +217,63 @@ async def test_a_write_lock_held_by_another_process_answers_503_then_recovers(
     assert len(failed) == LOCK_CYCLES
     assert all("database is locked" in line for line in failed)
     assert len(fault_lines(caplog, "store_write_failed_recovered")) == LOCK_CYCLES
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs of its own, for a disk that really fills up."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(path: Path) -> None:
+    with path.open("wb") as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_a_really_full_disk_answers_503_and_the_server_recovers_when_space_returns(
+    small_disk: Path, servers: list[ServerProcess]
+) -> None:
+    database = Database(small_disk / "data", "")
+    port = free_port()
+    check = add_check(database, f"http://127.0.0.1:{port}", "backup")
+    server = ServerProcess(small_disk / "data", port, small_disk.parent / "log")
+    servers.append(server)
+    server.start()
+    server.wait_ready()
+    url = f"{server.base_url}/ping/{check['uuid']}"
+    codes: Counter[int] = Counter()
+
+    for _ in range(DISK_FULL_CYCLES):
+        codes.update(curl(url, "x" * 2000)[0] for _ in range(5))
+        fill(small_disk / "filler")
+        full = [curl(url, "x" * 2000)[0] for _ in range(5)]
+        (small_disk / "filler").unlink()
+        codes.update(full)
+        assert set(full) == {503}
+    codes.update(curl(url, "x" * 2000)[0] for _ in range(5))
+
+    stored = database.query("SELECT n_pings FROM checks WHERE id = ?", check["uuid"])[
+        0
+    ][0]
+    assert stored == codes[200]
+    assert set(codes) == {200, 503}
+    log = server.log()
+    assert log.count("database or disk is full") == DISK_FULL_CYCLES
+    assert log.count("sqlite store refuses writes: works again") == DISK_FULL_CYCLES
+    assert "Traceback" not in log
