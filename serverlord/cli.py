@@ -203,12 +203,15 @@ def _common(
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serverlord.server import bind, serve
+    from serverlord.store import DatabaseUrlError
     from serverlord.telemetry import logs
 
     logs.configure(settings.log_level, settings.log_format)
     if settings.workers == 1:
         try:
             _run_loop(serve(settings))
+        except DatabaseUrlError as exc:
+            raise UsageError(f"the database URL is not valid: {exc}") from exc
         except OSError as exc:
             raise CommandError(str(exc)) from exc
         return 0
@@ -224,6 +227,13 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     def worker(sock: socket.socket, index: int) -> int:
         try:
             _run_loop(serve(settings, sock, index))
+        except DatabaseUrlError as exc:
+            print(
+                f"serverlord: error: the database URL is not valid: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 2
         except OSError as exc:
             print(f"serverlord: {exc}", file=sys.stderr, flush=True)
             return 1
@@ -283,12 +293,15 @@ Handler = Callable[[argparse.Namespace, Settings, Any], Awaitable[int]]
 
 
 def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) -> int:
-    from serverlord.store import StoreError, open_store
+    from serverlord.store import DatabaseUrlError, StoreError, open_store
 
     async def run() -> int:
         store = open_store(settings)
         try:
             await store.open()
+        except DatabaseUrlError as exc:
+            await store.close()
+            raise UsageError(f"the database URL is not valid: {exc}") from exc
         except (OSError, sqlite3.Error, StoreError) as exc:
             await store.close()
             raise CommandError(

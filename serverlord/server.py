@@ -23,7 +23,13 @@ from serverlord.events import EventHub
 from serverlord.notifier import Notifier
 from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
-from serverlord.store import Store, StoreError, StoreUnavailableError, open_store
+from serverlord.store import (
+    DatabaseUrlError,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
 from serverlord.sweeper import Sweepers
 from serverlord.telemetry import NO_TELEMETRY, Telemetry
 from serverlord.trouble import Trouble
@@ -410,6 +416,10 @@ async def _start(
                 delay,
                 extra={"action": "store_unreachable", "retry_in": delay},
             )
+        except DatabaseUrlError:
+            # A mistake in the settings: no retry makes it right.
+            await store.close()
+            raise
         except (OSError, sqlite3.Error, StoreError) as exc:
             if server is not None:
                 await server.stop()

@@ -62,6 +62,7 @@ from serverlord.http.api_support import (
 )
 from serverlord.http.badges import badge_urls
 from serverlord.http.headers import API_HEADERS
+from serverlord.keyed_lock import KeyedLock
 from serverlord.store.base import (
     ConflictError,
     StoreError,
@@ -97,6 +98,7 @@ def api_router(service: ApiService) -> Router:
         "security": [{"api_key": []}],
     }
     store = service.store
+    creating = KeyedLock()
 
     @get("/checks/", status_code=200, summary="List checks", **common)
     async def list_checks(request: Request[Any, Any, Any]) -> CheckList:
@@ -139,16 +141,19 @@ def api_router(service: ApiService) -> Router:
         project = access.project.id
         linked = await _channels_of(spec, project)
 
-        existing = find_unique(await store.project_checks(project), spec)
-        if existing is not None:
-            check = await _update(existing, spec, linked)
-            return Response(await service.render(check, access), status_code=200)
+        # Requests racing with one `unique` find or make one check (within
+        # this process: workers of one PostgreSQL may still make two).
+        async with creating.hold(project):
+            existing = find_unique(await store.project_checks(project), spec)
+            if existing is not None:
+                check = await _update(existing, spec, linked)
+                return Response(await service.render(check, access), status_code=200)
 
-        check = new_check(project)
-        _apply(check, spec)
-        await store.add_check(check)
-        if linked is not None:
-            await store.set_check_channels(check.id, linked)
+            check = new_check(project)
+            _apply(check, spec)
+            await store.add_check(check)
+            if linked is not None:
+                await store.set_check_channels(check.id, linked)
         return Response(await service.render(check, access), status_code=201)
 
     async def _channels_of(spec: CheckSpec, project: str) -> list[str] | None:

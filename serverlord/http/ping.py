@@ -9,7 +9,6 @@ Healthchecks clients expect.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -25,6 +24,7 @@ from litestar.response.base import ASGIResponse
 
 from serverlord import clock
 from serverlord.http.limits import RateLimiter
+from serverlord.keyed_lock import KeyedLock
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
     CheckNotFoundError,
@@ -59,7 +59,7 @@ class PingService:
         self.store = store
         """Where slug URLs are looked up; without one they are not served."""
         self._ping_keys: dict[str, str] = {}
-        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self._creating = KeyedLock()
         self.body_limit = body_limit
         self.trusted_proxy = trusted_proxy
         self.meter = meter
@@ -188,27 +188,22 @@ class PingService:
         from serverlord.http.api_edit import new_check
 
         # Two pings racing to create the same check make one check.
-        lock = self._creating.setdefault((project, slug), asyncio.Lock())
-        try:
-            async with lock:
-                check_ids = await self._slug_checks(project, slug)
-                if check_ids:
-                    return check_ids, False
-                check = new_check(project)
-                check.name = check.slug = slug
-                channels = await self.store.project_channels(project)
-                await self.store.add_check(check)
-                await self.store.set_check_channels(check.id, [c.id for c in channels])
-                log.info(
-                    "created check %s for slug %s on its first ping",
-                    check.id,
-                    slug,
-                    extra={"action": "check_auto_created", "check_id": check.id},
-                )
-                return [check.id], True
-        finally:
-            if not lock.locked():
-                self._creating.pop((project, slug), None)
+        async with self._creating.hold((project, slug)):
+            check_ids = await self._slug_checks(project, slug)
+            if check_ids:
+                return check_ids, False
+            check = new_check(project)
+            check.name = check.slug = slug
+            channels = await self.store.project_channels(project)
+            await self.store.add_check(check)
+            await self.store.set_check_channels(check.id, [c.id for c in channels])
+            log.info(
+                "created check %s for slug %s on its first ping",
+                check.id,
+                slug,
+                extra={"action": "check_auto_created", "check_id": check.id},
+            )
+            return [check.id], True
 
     async def _parse(
         self,

@@ -44,6 +44,7 @@ from serverlord.store.base import (
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    refuse_newer,
     schema_behind,
 )
 from serverlord.store.queries import Migration, load_migrations, load_queries
@@ -115,6 +116,7 @@ def migrate(
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
+        refuse_newer(current, migrations)
         for number, name, sql in migrations:
             if number <= current:
                 continue
@@ -144,6 +146,7 @@ def pending_migrations(
     if migrations is None:
         migrations = load_migrations("sqlite")
     current = conn.execute("PRAGMA user_version").fetchone()[0]
+    refuse_newer(current, migrations)
     return [migration for migration in migrations if migration[0] > current]
 
 
