@@ -248,6 +248,16 @@ def _bearer_token(text: str) -> str:
     return text
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 <= value <= 100_000.0:
+        raise ValueError("must be between 0 and 100000")
+    return value
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -315,6 +325,13 @@ class Settings:
         100_000,
         flag_type=_size,
         metavar="BYTES",
+    )
+    ping_rate_limit: float = _setting(
+        "pings a second one check may send on average, ten seconds' worth at "
+        "once; more get 429 and are not recorded (0: no limit)",
+        10.0,
+        flag_type=_rate,
+        metavar="N",
     )
     ping_body_cap: int = _setting(
         "largest ping body accepted at all; larger ones get 413",

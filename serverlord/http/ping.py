@@ -22,6 +22,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
+from serverlord import clock
+from serverlord.http.limits import RateLimiter
 from serverlord.keyed_lock import KeyedLock
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
@@ -37,6 +39,8 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 USER_AGENT_LIMIT = 200
 NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
+BURST_SECONDS = 10.0
+"""A check may send this many seconds' worth of its ping rate limit at once."""
 
 
 class PingService:
@@ -49,6 +53,7 @@ class PingService:
         trusted_proxy: bool,
         store: Any = None,
         meter: PingMeter | None = None,
+        rate_limit: float = 0.0,
     ) -> None:
         self.ingest = ingest
         self.store = store
@@ -65,6 +70,11 @@ class PingService:
             "Ping-Body-Limit": str(body_limit),
         }
         self._answers: dict[tuple[int, str, bool], ASGIResponse] = {}
+        self.limiter: RateLimiter | None = None
+        """Pings a second per check; None when pings are not limited."""
+        if rate_limit > 0:
+            burst = max(1.0, rate_limit * BURST_SECONDS)
+            self.limiter = RateLimiter(rate_limit, burst)
 
     def answer(
         self, request: Request[Any, Any, Any], status: int, text: str
@@ -78,6 +88,9 @@ class PingService:
             headers = dict(self.headers)
             if status == 503:
                 headers["Retry-After"] = "1"
+            elif status == 429 and self.limiter is not None:
+                # One token comes back in 1/rate seconds, always the same.
+                headers["Retry-After"] = self.limiter.retry_after(1 / self.limiter.rate)
             answer = ASGIResponse(
                 body=b"" if head else text.encode(),
                 content_length=len(text.encode()),
@@ -109,6 +122,10 @@ class PingService:
     async def _record(
         self, request: Request[Any, Any, Any], ping: Ping, status: int, text: str
     ) -> ASGIResponse:
+        # A refused ping is not recorded: a runaway loop must not flood the
+        # store nor push other checks' pings out of the writer's batches.
+        if self.limiter is not None and self.limiter.take(ping.check_id):
+            return self.answer(request, 429, "too many pings, slow down")
         try:
             await self.ingest(ping)
         except CheckNotFoundError:
@@ -201,7 +218,7 @@ class PingService:
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
             # after the deadline must not be dated before the flip it caused.
-            received=time.time(),
+            received=clock.now(),
             kind=kind,
             method=request.method,
             exit_status=exit_status,
@@ -212,13 +229,18 @@ class PingService:
         )
 
     def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
-        if self.trusted_proxy:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            first = forwarded.split(",")[0].strip()
-            with contextlib.suppress(ValueError):
-                return str(ipaddress.ip_address(first))
-        client = request.client
-        return "" if client is None else client.host
+        return client_address(request, self.trusted_proxy)
+
+
+def client_address(request: Request[Any, Any, Any], trusted_proxy: bool) -> str:
+    """The client's address: the socket's peer, or the proxy's word for it."""
+    if trusted_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(first))
+    client = request.client
+    return "" if client is None else client.host
 
 
 def _may_have_body(request: Request[Any, Any, Any]) -> bool:
