@@ -175,6 +175,10 @@ class ServerlordApp(App[None]):
             self.main.show_row(row)
         else:
             return
+        if kind != "ping":
+            # Counts change: flips and edits are rare enough to recount at once;
+            # pings wait for the next tick.
+            self.main.show_state()
         if isinstance(self.screen, DetailsScreen) and self.screen.row.key == key:
             self.screen.changed()
 

@@ -246,14 +246,18 @@ def apply_flip(row: CheckRow, event: dict[str, Any]) -> None:
 
 
 def matches(row: CheckRow, query: str, now: float) -> bool:
-    """Whether every word of ``query`` is in the name, a tag or the status."""
+    """Whether every word of ``query`` is in the name or a tag, or, for a status
+    word (``down``, ``up``...), is the check's status."""
     tags = row.tags.lower().split()
     status = status_at(row, now)
     name = row.name.lower()
     for word in query.lower().split():
-        if word in name or word == status or any(word in tag for tag in tags):
-            continue
-        return False
+        if word in STATUS_STYLES:
+            found = word == status
+        else:
+            found = word in name or any(word in tag for tag in tags)
+        if not found:
+            return False
     return True
 
 
