@@ -65,7 +65,7 @@ class Http:
             self.app, lifespan="off", access_log=False, log_level="warning"
         )
         self.server = uvicorn.Server(config)
-        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
         while not self.server.started:
             await asyncio.sleep(0.005)
