@@ -68,6 +68,8 @@ class MainScreen(Screen[None]):
         self._shown: dict[str, dict[str, str]] = {}
         """The text of each cell on screen, to redraw only those that change."""
         self._filter_timer: Timer | None = None
+        self._ready = False
+        """Whether the table has its columns."""
 
     @property
     def lord(self) -> ServerlordApp:
@@ -87,8 +89,10 @@ class MainScreen(Screen[None]):
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         table.focus()
-        self.show_state()
+        self._ready = True
         self.set_interval(1.0, self.tick)
+        # The checks may have come before the screen was ready for them.
+        self.rebuild()
 
     @property
     def table(self) -> DataTable[Any]:
@@ -98,6 +102,8 @@ class MainScreen(Screen[None]):
 
     def rebuild(self) -> None:
         """Fill the table anew: after loading, sorting or filtering."""
+        if not self._ready:
+            return
         table = self.table
         selected = self.selected_key()
         now = self.lord.clock()
@@ -115,7 +121,9 @@ class MainScreen(Screen[None]):
 
     def add_row(self, row: CheckRow) -> None:
         now = self.lord.clock()
-        if row.key in self._shown or not matches(row, self.query_text, now):
+        if not self._ready or row.key in self._shown:
+            return
+        if not matches(row, self.query_text, now):
             return
         shown = cells(row, now)
         self._shown[row.key] = {k: str(v) for k, v in shown.items()}

@@ -16,7 +16,7 @@ from typing import Any
 from serverlord.durations import format_duration
 from serverlord.schedules import Schedule
 
-HISTORY = 20
+HISTORY = 16
 """Durations kept per check for the sparkline."""
 SPARKS = "▁▂▃▄▅▆▇█"
 NEVER = "—"

@@ -19,13 +19,13 @@ from serverlord.tui.model import (
 
 COLUMNS = (
     ("status", "Status", 9),
-    ("name", "Name", 28),
+    ("name", "Name", 26),
     ("tags", "Tags", 14),
-    ("schedule", "Schedule", 22),
+    ("schedule", "Schedule", 28),
     ("last", "Last ping", 10),
-    ("next", "Next due", 13),
+    ("next", "Next due", 14),
     ("duration", "Duration", 8),
-    ("recent", "Recent", 20),
+    ("recent", "Recent", 16),
     ("late", "Late", 8),
 )
 TICKING = ("status", "last", "next")
