@@ -124,7 +124,16 @@ class Client:
                     elif line.startswith("event:"):
                         kind = line[6:].strip()
                     elif line.startswith("data:"):
-                        yield kind, json.loads(line[5:])
+                        try:
+                            data = json.loads(line[5:])
+                        except ValueError:
+                            log.warning(
+                                "an event that is not JSON: %.200s",
+                                line,
+                                extra={"action": "tui_bad_event"},
+                            )
+                            continue
+                        yield kind, data
         except httpx.HTTPError as exc:
             raise Unreachable(_reason(exc)) from exc
         raise Unreachable("the server closed the event stream")

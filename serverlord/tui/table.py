@@ -32,10 +32,18 @@ TICKING = ("status", "last", "next")
 """The columns that change with the clock alone."""
 
 
+class NameCell(Text):
+    """The name cell, which knows its check: DataTable's sort sees cells only."""
+
+    def __init__(self, row: CheckRow) -> None:
+        super().__init__(row.name, no_wrap=True, overflow="ellipsis")
+        self.check_key = row.key
+
+
 def cells(row: CheckRow, now: float) -> dict[str, str | Text]:
     return {
         "status": status_cell(row, now),
-        "name": Text(row.name, no_wrap=True, overflow="ellipsis"),
+        "name": NameCell(row),
         "tags": Text(row.tags, style="italic", no_wrap=True, overflow="ellipsis"),
         "schedule": Text(schedule_words(row), no_wrap=True, overflow="ellipsis"),
         **ticking_cells(row, now),
