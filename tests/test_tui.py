@@ -216,7 +216,7 @@ async def test_a_check_that_goes_down_turns_red_and_says_down(served: Served) ->
         await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ", 6)
         status = table(app).get_cell(check["uuid"], "status")
         assert "red" in str(status.style)
-        assert "1 down" in header(app)
+        await until(pilot, lambda: "1 down" in header(app), 1)
 
 
 async def test_the_filter_matches_names_tags_and_statuses(served: Served) -> None:
@@ -311,15 +311,15 @@ async def test_n_opens_a_form_that_validates_as_you_type_and_creates(
         assert isinstance(form, CheckForm)
         form.query_one("#name", Input).value = "nightly report"
         form.query_one("#schedule", Input).value = "61 * * * *"
-        await pilot.pause()
-        assert "bad minute" in str(form.query_one("#problems", Static).render())
+        problems = form.query_one("#problems", Static)
+        await until(pilot, lambda: "bad minute" in str(problems.render()))
         assert form.query_one("#save").disabled
 
         form.query_one("#schedule", Input).value = "0 3 * * *"
         form.query_one("#tz", Input).value = "Europe/Riga"
         form.query_one("#tags", Input).value = "reports"
-        await pilot.pause()
-        assert str(form.query_one("#problems", Static).render()) == ""
+        await until(pilot, lambda: str(problems.render()) == "")
+        assert not form.query_one("#save").disabled
         preview = str(form.query_one("#preview", Static).render())
         assert preview.startswith("Next due: ") and preview.count(",") == 4
 

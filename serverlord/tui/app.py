@@ -176,9 +176,8 @@ class ServerlordApp(App[None]):
         else:
             return
         if kind != "ping":
-            # Counts change: flips and edits are rare enough to recount at once;
-            # pings wait for the next tick.
-            self.main.show_state()
+            # The counts changed; a burst of flips recounts once.
+            self.main.show_state_soon()
         if isinstance(self.screen, DetailsScreen) and self.screen.row.key == key:
             self.screen.changed()
 

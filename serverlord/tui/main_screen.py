@@ -9,6 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, Static
@@ -28,6 +29,9 @@ from serverlord.tui.table import COLUMNS, NameCell, cells, ticking_cells
 if TYPE_CHECKING:
     from serverlord.tui.app import ServerlordApp
 
+STATE_PAUSE = 0.2
+"""Seconds the header waits to recount after a flip: counting 10,000 rows at
+each flip of a burst would hold the screen."""
 FILTER_PAUSE = 0.25
 """Seconds of no typing before the filter applies: each rebuilds the table."""
 
@@ -69,6 +73,9 @@ class MainScreen(Screen[None]):
         """The text of each cell on screen, to redraw only those that change."""
         self._filter_timer: Timer | None = None
         self._ready = False
+        self._pending: set[str] = set()
+        """Rows that changed while out of view."""
+        self._state_timer: Timer | None = None
         """Whether the table has its columns."""
 
     @property
@@ -91,6 +98,7 @@ class MainScreen(Screen[None]):
         table.focus()
         self._ready = True
         self.set_interval(1.0, self.tick)
+        self.watch(table, "scroll_y", self.on_scroll, init=False)
         # The checks may have come before the screen was ready for them.
         self.rebuild()
 
@@ -111,6 +119,7 @@ class MainScreen(Screen[None]):
         rows.sort(key=sort_key(self.sort, now))
         table.clear()
         self._shown.clear()
+        self._pending.clear()
         for row in rows:
             shown = cells(row, now)
             self._shown[row.key] = {k: str(v) for k, v in shown.items()}
@@ -130,13 +139,26 @@ class MainScreen(Screen[None]):
         self.table.add_row(*shown.values(), key=row.key)
 
     def remove_row(self, key: str) -> None:
+        self._pending.discard(key)
         if self._shown.pop(key, None) is not None:
             self.table.remove_row(key)
 
     def show_row(self, row: CheckRow) -> None:
-        """Redraw the cells of ``row`` that changed."""
-        if row.key in self._shown:
+        """Redraw the cells of ``row`` that changed, now if it is in view, else
+        once it scrolls into view: each update costs the table its caches, and
+        with 10,000 rows most changes happen out of sight."""
+        if row.key not in self._shown:
+            return
+        if self._in_view(row.key):
             self._update(row.key, cells(row, self.lord.clock()))
+        else:
+            self._pending.add(row.key)
+
+    def _in_view(self, key: str) -> bool:
+        table = self.table
+        index = table.get_row_index(key)
+        first = int(table.scroll_y)
+        return first <= index < first + table.size.height
 
     def _update(self, key: str, new: dict[str, Any]) -> None:
         shown = self._shown[key]
@@ -148,15 +170,29 @@ class MainScreen(Screen[None]):
 
     def tick(self) -> None:
         """Once a second: the clock's columns of the rows in view, and the header."""
+        self._refresh_view()
+        self.show_state()
+
+    def _refresh_view(self) -> None:
         table = self.table
         now = self.lord.clock()
         first = int(table.scroll_y)
-        for ordered in table.ordered_rows[first : first + table.size.height]:
-            key = ordered.key.value
+        # Row by row: ordered_rows would make a list of all 10,000 each second.
+        for index in range(first, min(first + table.size.height, table.row_count)):
+            key = table.coordinate_to_cell_key(Coordinate(index, 0)).row_key.value
             row = self.lord.rows.get(key or "")
-            if row is not None and key in self._shown:
+            if key is None or row is None or key not in self._shown:
+                continue
+            if key in self._pending:
+                self._pending.discard(key)
+                self._update(key, cells(row, now))
+            else:
                 self._update(key, ticking_cells(row, now))
-        self.show_state()
+
+    def on_scroll(self) -> None:
+        """Rows that changed out of view are brought up to date as they appear."""
+        if self._pending:
+            self._refresh_view()
 
     def selected_key(self) -> str | None:
         table = self.table
@@ -205,6 +241,16 @@ class MainScreen(Screen[None]):
                 text += f" Reconnecting in {left:.0f}s…"
             banner.update(text)
         banner.set_class(lord.state in ("unreachable", "refused"), "shown")
+
+    def show_state_soon(self) -> None:
+        """``show_state`` within ``STATE_PAUSE``, once however often asked."""
+        if self._state_timer is None:
+
+            def show() -> None:
+                self._state_timer = None
+                self.show_state()
+
+            self._state_timer = self.set_timer(STATE_PAUSE, show)
 
     def show_retry(self, wait: float) -> None:
         self.retry_at = time.monotonic() + wait

@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from serverlord.durations import format_duration
@@ -109,12 +110,19 @@ def status_at(row: CheckRow, now: float) -> str:
 
 def schedule_words(row: CheckRow) -> str:
     """The schedule in words: ``every 5m`` or ``cron 0 3 * * * Europe/Riga``."""
-    if row.schedule:
-        kind = "cron" if len(row.schedule.split()) == 5 else "oncalendar"
-        expression = " ".join(row.schedule.split()) if kind == "cron" else row.schedule
-        return Schedule(kind=kind, expression=expression, tz=row.tz).describe()
-    if row.timeout:
-        return Schedule(kind="simple", timeout=row.timeout).describe()
+    return _schedule_words(row.schedule, row.tz, row.timeout)
+
+
+@lru_cache(maxsize=4096)
+def _schedule_words(expression: str | None, tz: str, timeout: float | None) -> str:
+    # Cached: a row's cells are made again at each of its pings.
+    if expression:
+        kind = "cron" if len(expression.split()) == 5 else "oncalendar"
+        if kind == "cron":
+            expression = " ".join(expression.split())
+        return Schedule(kind=kind, expression=expression, tz=tz).describe()
+    if timeout:
+        return Schedule(kind="simple", timeout=timeout).describe()
     return NEVER
 
 
