@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from serverlord.tui import metrics
@@ -102,6 +103,8 @@ class ServerlordApp(App[None]):
                     "wrong_key",
                 )
                 return
+            except NoMatches:
+                return  # the screen is gone: the app is closing
             except Refused as exc:
                 self._trouble("unreachable", f"The server refused: {exc}", "refused")
             except Unreachable as exc:

@@ -102,6 +102,10 @@ class MainScreen(Screen[None]):
         # The checks may have come before the screen was ready for them.
         self.rebuild()
 
+    def on_unmount(self) -> None:
+        # Events may still come while the app closes: they find no table.
+        self._ready = False
+
     @property
     def table(self) -> DataTable[Any]:
         return self.query_one("#checks", DataTable)
@@ -140,14 +144,14 @@ class MainScreen(Screen[None]):
 
     def remove_row(self, key: str) -> None:
         self._pending.discard(key)
-        if self._shown.pop(key, None) is not None:
+        if self._ready and self._shown.pop(key, None) is not None:
             self.table.remove_row(key)
 
     def show_row(self, row: CheckRow) -> None:
         """Redraw the cells of ``row`` that changed, now if it is in view, else
         once it scrolls into view: each update costs the table its caches, and
         with 10,000 rows most changes happen out of sight."""
-        if row.key not in self._shown:
+        if not self._ready or row.key not in self._shown:
             return
         if self._in_view(row.key):
             self._update(row.key, cells(row, self.lord.clock()))
@@ -211,7 +215,7 @@ class MainScreen(Screen[None]):
     # The header and the banner.
 
     def show_state(self) -> None:
-        if not self.is_mounted:
+        if not self._ready:
             return
         lord = self.lord
         now = lord.clock()
