@@ -122,8 +122,10 @@ def app() -> ServerlordApp:
 
 
 async def loaded(pilot: Pilot[Any]) -> None:
-    while pilot.app.main.table.row_count < len(CHECKS):  # type: ignore[attr-defined]
+    app: ServerlordApp = pilot.app  # type: ignore[assignment]
+    while app.main.table.row_count < len(CHECKS) or app.state != "connected":
         await pilot.pause(0.02)
+    await pilot.pause(0.1)
 
 
 def test_the_main_screen(snap_compare: Any) -> None:
