@@ -236,7 +236,7 @@ class MainScreen(Screen[None]):
         stale = lord.state != "connected" and lord.data_time is not None
         self.table.set_class(stale, "stale")
         if lord.state in ("unreachable", "refused"):
-            text = lord.trouble
+            text = lord.trouble.rstrip(".") + "."
             if stale and lord.data_time is not None:
                 moment = time.strftime("%H:%M:%S", time.localtime(lord.data_time))
                 text += f" Showing the data of {moment} (stale)."
