@@ -36,6 +36,7 @@ from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
 from serverlord.run_command import add_run_command
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
+from serverlord.tui.command import add_tui_command
 
 DEFAULT_PERIOD = "1d"
 DEFAULT_GRACE = "1h"
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     _add_schedule_commands(commands)
     add_db_commands(commands)
+    add_tui_command(commands)
     return parser
 
 
