@@ -141,6 +141,9 @@ def api_router(service: ApiService) -> Router:
         project = access.project.id
         linked = await _channels_of(spec, project)
 
+        if not spec.unique:
+            check = await _create(project, spec, linked)
+            return Response(await service.render(check, access), status_code=201)
         # Requests racing with one `unique` find or make one check (within
         # this process: workers of one PostgreSQL may still make two).
         async with creating.hold(project):
@@ -148,13 +151,16 @@ def api_router(service: ApiService) -> Router:
             if existing is not None:
                 check = await _update(existing, spec, linked)
                 return Response(await service.render(check, access), status_code=200)
-
-            check = new_check(project)
-            _apply(check, spec)
-            await store.add_check(check)
-            if linked is not None:
-                await store.set_check_channels(check.id, linked)
+            check = await _create(project, spec, linked)
         return Response(await service.render(check, access), status_code=201)
+
+    async def _create(project: str, spec: CheckSpec, linked: list[str] | None) -> Check:
+        check = new_check(project)
+        _apply(check, spec)
+        await store.add_check(check)
+        if linked is not None:
+            await store.set_check_channels(check.id, linked)
+        return check
 
     async def _channels_of(spec: CheckSpec, project: str) -> list[str] | None:
         if spec.channels is msgspec.UNSET:
