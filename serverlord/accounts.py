@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import string
 import uuid
 from dataclasses import dataclass
 
@@ -88,6 +89,9 @@ def new_project(name: str, owner: str | None, now: float) -> Project:
     )
 
 
+KEY_ALPHABET = string.ascii_letters + string.digits
+
+
 def new_ping_key() -> str:
     # 22 URL-safe characters: never a uuid, so /ping/<key>/<slug> and
     # /ping/<uuid>/<suffix> cannot be confused.
@@ -98,8 +102,9 @@ def new_api_key(
     project: str, read_only: bool, now: float, name: str = ""
 ) -> tuple[str, ApiKey]:
     """A fresh key (to show once) and what the store keeps of it."""
-    key = secrets.token_urlsafe(KEY_LENGTH * 3 // 4)
-    assert len(key) == KEY_LENGTH
+    # Letters and digits only, as Healthchecks' keys: a key that began with
+    # "-" would read as an option on a command line (~190 bits either way).
+    key = "".join(secrets.choice(KEY_ALPHABET) for _ in range(KEY_LENGTH))
     stored = ApiKey(
         id=key[:KEY_ID_LENGTH],
         project=project,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from serverlord.accounts import DEFAULT_PROJECT, digest
+from serverlord.accounts import DEFAULT_PROJECT, digest, new_api_key
 from serverlord.config import Settings
 from serverlord.store import open_store
 from serverlord.store.queries import load_migrations
@@ -130,6 +130,13 @@ def test_key_create_for_an_unknown_project_fails(run: Run) -> None:
 
     assert result.code == 1
     assert "no project has the id or name 'nope'" in result.err
+
+
+def test_api_keys_are_letters_and_digits_so_a_command_line_takes_them() -> None:
+    keys = [new_api_key("p", False, 0.0)[0] for _ in range(500)]
+
+    assert all(len(key) == 32 and key.isascii() and key.isalnum() for key in keys)
+    assert len(set(keys)) == 500
 
 
 def test_key_revoke_takes_the_key_or_its_id_and_only_once(run: Run) -> None:
