@@ -121,8 +121,10 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
             await asyncio.sleep(0.05)
         flips = await down_flips(target, ids)
     finally:
+        # The server first: alerts still on their way must not meet a closed
+        # receiver and log connection errors.
+        await asyncio.to_thread(target.stop)
         hook_server.close()
-        target.stop()
 
     flipped_by = max((detected for _, _, detected in flips), default=None)
     delivered = [receiver.arrivals[f] for f, _, _ in flips if f in receiver.arrivals]
