@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from serverlord.bench.target import Target
 from serverlord.config import LEGACY_VARIABLES
 
 pytestmark = pytest.mark.slow
@@ -134,6 +137,45 @@ def test_memory_measures_an_empty_and_a_loaded_server() -> None:
     assert result["loaded_rss_bytes"] > 0
     assert result["startup_s"] > 0
     assert result["checks"] == 500
+
+
+def test_setup_and_ingest_load_a_running_server_through_its_api(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "SERVERLORD_DATA_DIR": str(tmp_path)}
+    added = subprocess.run(
+        [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    key = re.search(r"API key \(read-write\): (\S+)", added.stdout)
+    assert key is not None, added.stdout
+    server = Target(tmp_path)
+    server.start()
+    try:
+        created = report(
+            "setup", "--url", server.url, "--api-key", key[1], "--checks", "40"
+        )
+        loaded = report(
+            "ingest",
+            "--url",
+            server.url,
+            "--api-key",
+            key[1],
+            "--seconds",
+            "1",
+            "--connections",
+            "2",
+        )
+    finally:
+        server.stop()
+
+    assert created["checks"] == 40 and created["users"] == 0
+    assert loaded["checks"] == 40
+    assert loaded["levels"][0]["serverlord"]["ok_per_s"] > 0
+    assert loaded["levels"][0]["serverlord"]["errors"] == 0
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from serverlord.bench.load import load
 from serverlord.bench.setup import populate
@@ -73,7 +74,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
     if target is None:
-        port = int(args.url.rsplit(":", 1)[1].split("/")[0])
+        parts = urlsplit(args.url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
         ids = asyncio.run(api_ids(args.url, args.api_key))
         if not ids:
             raise CommandError("the API key's project has no checks to ping")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
     else:
         asyncio.run(populate(target, 0, args.checks, not args.quiet))
         startup = target.start()
-        port = target.port
+        host, port = "127.0.0.1", target.port
         ids = asyncio.run(stored_ids(target))
     rng = random.Random(2)
     rng.shuffle(ids)
@@ -96,7 +98,9 @@ def run(args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
         for _ in range(args.rounds):
             for n in args.connections:
                 cpu = target.cpu_seconds() if target else 0.0
-                result = load(port, ids, args.seconds, n, args.rate, not args.no_wrk)
+                result = load(
+                    port, ids, args.seconds, n, args.rate, not args.no_wrk, host
+                )
                 if target is not None:
                     cpu_used += target.cpu_seconds() - cpu
                     answered += result["requests"]

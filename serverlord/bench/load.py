@@ -130,6 +130,7 @@ async def builtin_load(
     seconds: float,
     connections: int,
     rate: float | None = None,
+    host: str = "127.0.0.1",
 ) -> dict[str, float]:
     """Keep-alive connections sending pings; at ``rate`` per second in all, or
     flat out when None."""
@@ -141,7 +142,7 @@ async def builtin_load(
 
     async def connection(index: int) -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection(host, port)
         due = began + (interval * index / connections if interval else 0.0)
         try:
             while time.monotonic() < stop and len(latencies) < REQUEST_LIMIT:
@@ -153,7 +154,7 @@ async def builtin_load(
                 sent = time.perf_counter()
                 writer.write(
                     f"GET /ping/{random.choice(ids)} HTTP/1.1\r\n"
-                    "Host: 127.0.0.1\r\n\r\n".encode()
+                    f"Host: {host}\r\n\r\n".encode()
                 )
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = 0
@@ -190,15 +191,16 @@ def load(
     connections: int,
     rate: float | None = None,
     use_wrk: bool = True,
+    host: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """Flat out with wrk when asked and installed, else the built-in client."""
     if use_wrk and rate is None and have_wrk():
         result: dict[str, Any] = run_wrk(
-            f"http://127.0.0.1:{port}", ids, seconds, connections
+            f"http://{host}:{port}", ids, seconds, connections
         )
         result["generator"] = "wrk"
     else:
-        result = asyncio.run(builtin_load(port, ids, seconds, connections, rate))
+        result = asyncio.run(builtin_load(port, ids, seconds, connections, rate, host))
         result["generator"] = "builtin"
     result["connections"] = connections
     return result
