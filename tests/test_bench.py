@@ -23,13 +23,18 @@ from serverlord.config import LEGACY_VARIABLES
 pytestmark = pytest.mark.slow
 
 
-def bench(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {
+def clean_env() -> dict[str, str]:
+    """This machine's environment without anything that would choose a store."""
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("SERVERLORD_", "PG", "OTEL_"))
         and k not in LEGACY_VARIABLES
     }
+
+
+def bench(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "serverlord", "bench", *argv, "--quiet"],
         capture_output=True,
@@ -142,7 +147,7 @@ def test_memory_measures_an_empty_and_a_loaded_server() -> None:
 def test_setup_and_ingest_load_a_running_server_through_its_api(
     tmp_path: Path,
 ) -> None:
-    env = {**os.environ, "SERVERLORD_DATA_DIR": str(tmp_path)}
+    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(tmp_path)}
     added = subprocess.run(
         [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
         capture_output=True,
