@@ -58,7 +58,8 @@ def run(args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
     shown = not args.quiet
     asyncio.run(populate(target, 0, args.checks, shown))
     lagging = asyncio.run(add_lagging(target, args.lag_checks, shown))
-    ids = [c for c in asyncio.run(_ids(target)) if c not in set(lagging)]
+    silent = set(lagging)
+    ids = [c for c in asyncio.run(_ids(target)) if c not in silent]
     startup = target.start()
 
     asyncio.run(arm(target, lagging))
