@@ -195,6 +195,13 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(sys, "frozen", False):
+        # The bench starts servers and the bare responder as `python -m ...`,
+        # which a one-file executable cannot do.
+        raise UsageError(
+            "bench runs from a pip install of serverlord, not from the one-file "
+            "executable: pip install serverlord and run `serverlord bench` there"
+        )
     check_args(args)
     scenario = importlib.import_module(f"serverlord.bench.{args.scenario}")
     database_url = settings.database_url if args.database_url else ""
