@@ -37,6 +37,7 @@ from serverlord.errors import CommandError, UsageError
 from serverlord.output import print_json, report
 from serverlord.run_command import add_run_command
 from serverlord.schedules import Schedule, ScheduleError, check_seconds, preview
+from serverlord.tui.command import add_tui_command
 
 DEFAULT_PERIOD = "1d"
 DEFAULT_GRACE = "1h"
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     _add_schedule_commands(commands)
     add_db_commands(commands)
+    add_tui_command(commands)
     add_bench_command(commands)
     return parser
 
@@ -205,12 +207,17 @@ def _common(
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from serverlord.server import bind, serve
+    from serverlord.store import DatabaseUrlError
     from serverlord.telemetry import logs
+    from serverlord.telemetry.environment import check_otel_environment
 
+    check_otel_environment()
     logs.configure(settings.log_level, settings.log_format)
     if settings.workers == 1:
         try:
             _run_loop(serve(settings))
+        except DatabaseUrlError as exc:
+            raise UsageError(f"the database URL is not valid: {exc}") from exc
         except OSError as exc:
             raise CommandError(str(exc)) from exc
         return 0
@@ -226,6 +233,13 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     def worker(sock: socket.socket, index: int) -> int:
         try:
             _run_loop(serve(settings, sock, index))
+        except DatabaseUrlError as exc:
+            print(
+                f"serverlord: error: the database URL is not valid: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 2
         except OSError as exc:
             print(f"serverlord: {exc}", file=sys.stderr, flush=True)
             return 1
@@ -285,12 +299,15 @@ Handler = Callable[[argparse.Namespace, Settings, Any], Awaitable[int]]
 
 
 def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) -> int:
-    from serverlord.store import StoreError, open_store
+    from serverlord.store import DatabaseUrlError, StoreError, open_store
 
     async def run() -> int:
         store = open_store(settings)
         try:
             await store.open()
+        except DatabaseUrlError as exc:
+            await store.close()
+            raise UsageError(f"the database URL is not valid: {exc}") from exc
         except (OSError, sqlite3.Error, StoreError) as exc:
             await store.close()
             raise CommandError(

@@ -234,6 +234,30 @@ def _ratio(text: str) -> float:
     return value
 
 
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+
+def _bearer_token(text: str) -> str:
+    # What RFC 6750 lets a client send after "Bearer ": a token with a space
+    # or a letter outside ASCII could never be matched.
+    if text and not _BEARER_TOKEN.fullmatch(text):
+        raise ValueError(
+            "a bearer token is ASCII letters, digits and -._~+/ (= at the end), "
+            "without spaces"
+        )
+    return text
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 <= value <= 100_000.0:
+        raise ValueError("must be between 0 and 100000")
+    return value
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -301,6 +325,13 @@ class Settings:
         100_000,
         flag_type=_size,
         metavar="BYTES",
+    )
+    ping_rate_limit: float = _setting(
+        "pings a second one check may send on average, ten seconds' worth at "
+        "once; more get 429 and are not recorded (0: no limit)",
+        10.0,
+        flag_type=_rate,
+        metavar="N",
     )
     ping_body_cap: int = _setting(
         "largest ping body accepted at all; larger ones get 413",
@@ -371,6 +402,7 @@ class Settings:
         "bearer token that /metrics asks for (default: none asked; "
         "prefer the environment variable to the flag)",
         "",
+        flag_type=_bearer_token,
         metavar="TOKEN",
     )
     trace_pings: float = _setting(
@@ -462,6 +494,8 @@ def settings_from(
                     f"{source}: {hide_password(raw)!r} is not valid: "
                     f"{_url_reason(raw, exc)}"
                 ) from exc
+            if setting.name == "metrics_token":
+                raise SettingsError(f"{source}: not valid: {exc}") from exc
             raise SettingsError(f"{source}: {raw!r} is not valid: {exc}") from exc
     settings = Settings(**values)
     if settings.ping_body_limit > settings.ping_body_cap:

@@ -28,6 +28,7 @@ from typing import Any
 
 from apprise import NotifyFormat, NotifyType
 
+from serverlord import clock
 from serverlord.apprise_urls import apprise_log, load_plugins, plugin_for
 from serverlord.channels import (
     DOWN_ALERT,
@@ -220,7 +221,7 @@ class Notifier:
         # their attempts timed out: it gets no more until some are done, so
         # it cannot take every slot from the other channels.
         crowded = [c for c, n in self._threads.items() if n >= CHANNEL_SLOTS]
-        now = time.time()
+        now = clock.now()
         claimed = await self.store.claim_deliveries(
             now, free, self._lease(), crowded, CHANNEL_SLOTS
         )
@@ -238,7 +239,7 @@ class Notifier:
         next_at = await self.store.next_delivery_at()
         if next_at is None:
             return POLL
-        return min(POLL, next_at - time.time())
+        return min(POLL, next_at - clock.now())
 
     def _lease(self) -> float:
         # Long enough for the send, its timeout and the store write after it.
@@ -290,7 +291,7 @@ class Notifier:
             done=lambda: self._thread_done(delivery.channel_id),
             log_extra=_ids(delivery),
         )
-        now = time.time()
+        now = clock.now()
         if sent.error is None:
             return AttemptResult(now, True, None, sent.latency, None)
         next_at = (
@@ -547,7 +548,7 @@ async def send_now(
         log_extra={"channel_id": channel.id},
     )
     result = AttemptResult(
-        at=time.time(),
+        at=clock.now(),
         ok=sent.error is None,
         error=sent.error,
         latency=sent.latency,

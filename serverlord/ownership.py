@@ -9,11 +9,11 @@ same things through the ``ShardOwner`` it gives them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from serverlord import clock
 from serverlord.checks import SHARD_COUNT
 
 ALL_SHARDS = range(SHARD_COUNT)
@@ -102,7 +102,7 @@ class SoleOwnership:
 
     async def join(self) -> OfflineWindow:
         since = await self._last_heartbeat()
-        self._window = OfflineWindow(since, time.time())
+        self._window = OfflineWindow(since, clock.now())
         return self._window
 
     def alone(self) -> bool:

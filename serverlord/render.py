@@ -4,9 +4,9 @@ decoded with replacement characters and stripped of control characters."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from serverlord import clock
 from serverlord.checks import (
     STARTED,
     Check,
@@ -50,7 +50,7 @@ def safe_text(data: bytes, limit: int | None = None) -> str:
 
 
 def check_json(check: Check, base_url: str, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     status = status_at(check, now)
     data: dict[str, Any] = {
         "name": check.name,

@@ -13,17 +13,23 @@ import logging
 import signal
 import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from typing import Any
 
+from serverlord import clock
 from serverlord.checks import SHARD_COUNT, Flip, reason_text, shard_of
 from serverlord.config import Settings
 from serverlord.events import EventHub
 from serverlord.notifier import Notifier
 from serverlord.ownership import OfflineWindow
 from serverlord.pings import Ping
-from serverlord.store import Store, StoreError, StoreUnavailableError, open_store
+from serverlord.store import (
+    DatabaseUrlError,
+    Store,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
 from serverlord.sweeper import Sweepers
 from serverlord.telemetry import NO_TELEMETRY, Telemetry
 from serverlord.trouble import Trouble
@@ -58,6 +64,7 @@ class Server:
         self.change_cursor = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._clock_step = 0.0
 
     async def ingest(self, ping: Ping) -> None:
         """Record one ping durably, then move its check's deadline."""
@@ -71,7 +78,7 @@ class Server:
         if notify:
             self.notifier.wake()
         self.events.flips(flips)
-        self.telemetry.flips(flips, time.time())
+        self.telemetry.flips(flips, clock.now())
         for flip in flips:
             log.info(
                 "check %s is %s (was %s): %s",
@@ -92,7 +99,7 @@ class Server:
         sweeping them; return the number of checks."""
         self.change_cursor = await self.store.last_change()
         await self.ownership.join()
-        await self.store.heartbeat(time.time())
+        await self.store.heartbeat(clock.now())
         self.sweepers.start()
         self.telemetry.watch(self.sweepers.heap_sizes, self.store.count_by_status)
         self.telemetry.watch_event_clients(self.events.clients)
@@ -113,7 +120,7 @@ class Server:
         await self.sweepers.stop()
         await self.notifier.stop()
         with contextlib.suppress(StoreError):
-            await self.store.heartbeat(time.time())
+            await self.store.heartbeat(clock.now())
 
     # What the ownership tells us (see ``ShardOwner``).
 
@@ -147,12 +154,26 @@ class Server:
         trouble = Trouble(log, "heartbeat not stored", "heartbeat_failed")
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
+            self.watch_clock()
             try:
-                await self.store.heartbeat(time.time())
+                await self.store.heartbeat(clock.now())
             except StoreError as exc:
                 trouble.failed(exc)
             else:
                 trouble.ok()
+
+    def watch_clock(self) -> None:
+        """Log a step of the system clock once, when it is first seen."""
+        stepped = clock.step()
+        if abs(stepped - self._clock_step) > clock.STEP_TOLERANCE:
+            log.warning(
+                "the system clock moved by %+.0f s; serverlord keeps its own "
+                "time, %.0f s apart from it, until it is restarted",
+                stepped - self._clock_step,
+                stepped,
+                extra={"action": "clock_stepped", "seconds": round(stepped)},
+            )
+            self._clock_step = stepped
 
     async def _follow_changes(self) -> None:
         trouble = Trouble(log, "could not read changes", "changes_failed")
@@ -177,7 +198,7 @@ class Server:
         scheduling from that read could undo a ping that lands in between.
         """
         cursor, check_ids = await self.store.changes_since(self.change_cursor)
-        now = time.time()
+        now = clock.now()
         for check_id in dict.fromkeys(check_ids):
             self.sweepers.schedule(shard_of(check_id), check_id, now)
         self.events.checks_changed(check_ids)
@@ -267,6 +288,7 @@ async def serve(
     import uvicorn
 
     from serverlord import telemetry as telemetry_setup
+    from serverlord.http.guard import GuardedHttpProtocol
 
     own_socket = sock is None
     if sock is None:
@@ -292,7 +314,8 @@ async def serve(
         app = http_app(server)
         config = uvicorn.Config(
             telemetry.wrap(app),
-            http="httptools",
+            # httptools, with limits on the size and time of a request's head.
+            http=GuardedHttpProtocol,
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
             proxy_headers=False,
@@ -393,6 +416,10 @@ async def _start(
                 delay,
                 extra={"action": "store_unreachable", "retry_in": delay},
             )
+        except DatabaseUrlError:
+            # A mistake in the settings: no retry makes it right.
+            await store.close()
+            raise
         except (OSError, sqlite3.Error, StoreError) as exc:
             if server is not None:
                 await server.stop()

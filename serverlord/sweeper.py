@@ -4,7 +4,8 @@ A sweeper never scans all checks. Pings push deadlines into the heap of their
 check's shard; the shard's task sleeps until the earliest one, confirms the
 checks that fell due against the store (a ping may have moved them) and lets the
 store flip them with a compare-and-set. Heap times are on the event loop's
-monotonic clock, so a jump of the wall clock neither fires nor loses a deadline.
+monotonic clock, and the deadlines are times of ``serverlord.clock``, which a
+step of the system clock does not move: a jump neither fires nor loses one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from serverlord import clock
 from serverlord.checks import Flip, shard_of
 from serverlord.ownership import OfflineWindow
 from serverlord.store.base import Due, Store, StoreError, SweepOutcome
@@ -111,7 +113,7 @@ class Shard:
 
     def _push(self, check_id: str, deadline: float, fire_at: float) -> float:
         loop_time = asyncio.get_running_loop().time()
-        when = loop_time + (fire_at - time.time())
+        when = loop_time + (fire_at - clock.now())
         earliest = self.heap[0][0] if self.heap else None
         heapq.heappush(self.heap, (when, deadline, check_id))
         if earliest is None or when < earliest:
@@ -175,9 +177,9 @@ class Shard:
         return due
 
     async def _confirm(self, due: list[Due]) -> None:
-        started = time.time_ns()
+        started = time.time_ns()  # the span's start, for tracing only
         try:
-            outcomes = await self.store.sweep(due, started / 1e9)
+            outcomes = await self.store.sweep(due, clock.now())
         except StoreError as exc:
             self._trouble.failed(exc, logging.ERROR)
             await asyncio.sleep(RETRY_AFTER)
@@ -188,7 +190,7 @@ class Shard:
             self._apply(outcomes)
 
     def _requeue(self, due: list[Due]) -> None:
-        now = time.time()
+        now = clock.now()
         for item in due:
             if shard_of(item.check_id) not in self.owned:
                 continue

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -221,6 +222,20 @@ async def test_unique_creates_when_nothing_matches_or_a_field_is_missing(
     assert other.status_code == 201
     assert missing.status_code == 201
     assert len(await listed(live, alice)) == 3
+
+
+async def test_requests_racing_with_one_unique_make_one_check(
+    live: Live, alice: Tenant
+) -> None:
+    body = {"name": "Backups", "unique": ["name"]}
+
+    answers = await asyncio.gather(
+        *(live.client.post(CHECKS, json=body, headers=alice.rw) for _ in range(12))
+    )
+
+    assert sorted(resp.status_code for resp in answers) == [200] * 11 + [201]
+    assert len({resp.json()["uuid"] for resp in answers}) == 1
+    assert len(await listed(live, alice)) == 1
 
 
 async def test_unique_looks_only_in_the_keys_project(

@@ -413,6 +413,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "base_url": ("https://cron.example.org", "https://cron.example.org"),
     "ping_body_limit": ("512", 512),
     "ping_body_cap": ("200000", 200_000),
+    "ping_rate_limit": ("2.5", 2.5),
     "trusted_proxy": ("yes", True),
     "sqlite_synchronous": ("normal", "normal"),
     "log_level": ("debug", "debug"),

@@ -7,6 +7,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -199,6 +200,50 @@ def test_serve_without_migrating_refuses_a_database_that_is_behind(
     assert listed.code == 0, listed.err
 
 
+def stamp_future_migration(url: str) -> None:
+    """Mark the database as migrated by a newer serverlord (migration 9999)."""
+    if url.startswith("sqlite"):
+        conn = sqlite.connect(Path(url.removeprefix("sqlite:///")))
+        conn.execute("PRAGMA user_version = 9999")
+        conn.close()
+        return
+
+    async def stamp() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        await conn.execute(
+            "INSERT INTO schema_migrations (number, name, applied) "
+            "VALUES (9999, 'future', 0)"
+        )
+        await conn.close()
+
+    asyncio.run(stamp())
+
+
+def test_a_database_from_a_newer_serverlord_is_refused_by_every_command(
+    run: Run, empty_url: str
+) -> None:
+    assert run("db", "migrate", "--database-url", empty_url).code == 0
+    stamp_future_migration(empty_url)
+    port = str(closed_port())
+
+    attempts = [
+        run("serve", "--database-url", empty_url, "--port", port),
+        run(
+            "serve", "--database-url", empty_url, "--port", port, "--auto-migrate", "0"
+        ),
+        run("db", "migrate", "--database-url", empty_url),
+        run("check", "add", "nightly", "--database-url", empty_url),
+    ]
+
+    for result in attempts:
+        assert result.code == 1, result.err
+        line = one_line(result.err)
+        assert "newer than this serverlord (migration 9999" in line
+        assert f"knows up to {LATEST}" in line
+
+
 def test_commands_migrate_on_open_unless_told_not_to(run: Run, empty_url: str) -> None:
     refused = run("check", "list", "--database-url", empty_url, "--auto-migrate", "0")
     added = run("check", "add", "nightly", "--database-url", empty_url)
@@ -231,6 +276,25 @@ def test_a_bare_postgresql_url_takes_everything_else_from_pg_variables(
     assert migrated.out.splitlines()[: len(ALL_APPLIED)] == ALL_APPLIED
     assert added.code == 0, added.err
     assert [check["name"] for check in listed.json()] == ["nightly"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["db", "migrate"], ["check", "list"], ["key", "list", "default"]],
+)
+def test_a_bad_url_option_is_a_usage_error_of_every_command(
+    run: Run, command: list[str]
+) -> None:
+    url = f"postgresql://u@127.0.0.1:{closed_port()}/db?sslmode=sometimes"
+
+    port = ["--port", str(closed_port())] if command == ["serve"] else []
+
+    result = run(*command, "--database-url", url, *port)
+
+    assert result.code == 2, result.err
+    line = one_line(result.err)
+    assert "the database URL is not valid" in line
+    assert "sslmode" in line
 
 
 def test_pgpassword_logs_in_a_role_that_needs_its_password(

@@ -24,6 +24,7 @@ import pytest
 
 from serverlord.apprise_urls import services
 from tests.receivers import WebhookReceiver
+from tests.terminal import Terminal
 from tests.test_end_to_end import ServerProcess, clean_env, curl, free_port
 
 if TYPE_CHECKING:
@@ -43,12 +44,12 @@ ALERT_TIMEOUT = 15.0
 
 COMMANDS = [
     "serve", "check", "channel", "schedule", "run", "user", "key", "project", "db",
+    "tui",
 ]  # fmt: skip
 # Commands still to be written. Each must work frozen once it lands: then
 # `serverlord NAME --help` succeeds, this strict xfail fails, and NAME moves to
-# COMMANDS with an end-to-end test below against the executable (tui: starts
-# headless against the running server and renders its table).
-PENDING = ["tui"]
+# COMMANDS with an end-to-end test below against the executable.
+PENDING: list[str] = []
 
 
 @pytest.fixture
@@ -311,3 +312,48 @@ def test_accounts_the_api_and_the_job_wrapper_work_frozen(
     assert document.status_code == 200, document.text
     assert "/api/v3/checks" in document.json()["paths"]
     assert server.signal(signal.SIGTERM) == 0
+
+
+def test_the_tui_shows_the_frozen_servers_checks_in_a_terminal(
+    executable: Executable, tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SERVERLORD_DATA_DIR": str(tmp_path / "data"),
+                "SERVERLORD_BASE_URL": base}  # fmt: skip
+    account = succeeds(
+        executable.run("user", "add", "ops@example.com", "--json", env=settings)
+    )
+    server = ServerProcess(
+        tmp_path / "data", port, tmp_path / "serve.log",
+        command=(str(executable.path),),
+    )  # fmt: skip
+    servers.append(server.start())
+    server.wait_ready()
+    with httpx.Client(base_url=base) as client:
+        made = client.post(
+            "/api/v3/checks/",
+            json={"name": "frozen-nightly", "tags": "db", "timeout": 3600},
+            headers={"X-Api-Key": account["api_key"]},
+        )
+        assert made.status_code == 201, made.text
+        assert client.get(made.json()["ping_url"]).status_code == 200
+
+    config = tmp_path / "tui.json"
+    terminal = Terminal(
+        [str(executable.path), "tui", "--url", base, "--api-key",
+         account["api_key"], "--save", "--config", str(config),
+         "--log-file", str(tmp_path / "tui.log")],
+        env=clean_env(),
+        size=(140, 30),
+    )  # fmt: skip
+    try:
+        drawn = terminal.read_until(b"frozen-nightly", b"every 1h", b" up ")
+        assert drawn, terminal.output[-3000:].decode(errors="replace")
+        terminal.type(b"q")
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+    # The key was accepted, so --save wrote it, readable by its owner only.
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert json.loads(config.read_text())["api_key"] == account["api_key"]

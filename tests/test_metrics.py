@@ -166,6 +166,25 @@ async def test_a_scrape_shows_commits_flips_statuses_and_sweeper_heaps(
     assert info[0].labels["service_name"] == "serverlord"
 
 
+async def test_resource_attributes_prometheus_cannot_name_still_give_a_valid_scrape(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED"):
+        monkeypatch.delenv(name, raising=False)
+    odd = "1bad=y,k8s.pod.name=a,k8s_pod_name=b,__name__=evil,ünï=u"
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", odd)
+
+    async with observed(settings, store, start(settings)) as live:
+        families = await scrape(live)
+
+    [info] = families["target_info"]
+    assert info.labels["key_1bad"] == "y"
+    assert info.labels["k8s_pod_name"] == "a;b"
+    assert info.labels["key___name__"] == "evil"
+    assert info.labels["_n_"] == "u"
+    assert "serverlord_checks" in families
+
+
 async def test_detection_lag_counts_each_missed_deadline_in_milliseconds(
     live: Live,
 ) -> None:
@@ -189,7 +208,10 @@ async def test_with_a_token_set_metrics_need_it_as_a_bearer_token(live: Live) ->
     wrong = await live.client.get("/metrics", headers={"Authorization": "Bearer nope"})
 
     assert missing.status_code == 401 and wrong.status_code == 401
-    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.headers["www-authenticate"] == 'Bearer realm="serverlord metrics"'
+    assert missing.text == "a bearer token is needed"
+    assert wrong.headers["www-authenticate"].endswith(', error="invalid_token"')
+    assert wrong.text == "wrong bearer token"
     assert "serverlord" not in missing.text
     families = await scrape(live, Authorization="Bearer s3cret")
     assert "serverlord_checks" in families

@@ -57,14 +57,18 @@ async def live(
     otlp: OtlpReceiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Live]:
+    export_to(otlp, monkeypatch)
+    async with observed(settings, store, start(settings)) as server:
+        yield server
+
+
+def export_to(otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url)
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "200")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "cron-watch")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
-    async with observed(settings, store, start(settings)) as server:
-        yield server
 
 
 async def add_check(
@@ -111,6 +115,59 @@ async def test_the_receiver_gets_the_metrics_with_the_resource_of_the_environmen
     assert resource["service.name"] == "cron-watch"
     assert resource["deployment.environment"] == "test"
     assert resource["service.version"]
+
+
+async def test_with_delta_preferred_every_histogram_sends_what_changed(
+    settings: Settings,
+    store: Store,
+    otlp: OtlpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    export_to(otlp, monkeypatch)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+    handling = "serverlord.ping.duration"
+
+    def exported(name: str) -> list[Any]:
+        return [
+            metric
+            for export in list(otlp.metric_exports)
+            for resource in export.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == name
+        ]
+
+    def counted() -> int:
+        return sum(
+            point.count
+            for metric in exported(handling)
+            for point in metric.histogram.data_points
+        )
+
+    async with observed(settings, store, start(settings)) as live:
+        check = await add_check(live.store)
+        for _ in range(3):
+            assert (await live.client.get(f"/ping/{check.id}")).status_code == 200
+        await otlp.wait_for(lambda: counted() == 3)
+        for _ in range(2):
+            assert (await live.client.get(f"/ping/{check.id}/1")).status_code == 200
+        await otlp.wait_for(lambda: counted() == 5)
+
+    names = [
+        handling,
+        "serverlord.store.batch.size",
+        "serverlord.store.commit.duration",
+    ]
+    for name in names:
+        metrics = exported(name)
+        assert metrics, name
+        # 1 is AGGREGATION_TEMPORALITY_DELTA in the OTLP protocol.
+        assert {m.histogram.aggregation_temporality for m in metrics} == {1}, name
+    for metric in exported(handling):
+        for point in metric.histogram.data_points:
+            assert sum(point.bucket_counts) == point.count
+            assert point.min <= point.max
+    assert counted() == 5
 
 
 async def test_traces_cover_a_sweep_that_flips_its_alert_and_requests_but_not_pings(

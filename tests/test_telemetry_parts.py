@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from serverlord.apprise_urls import service_kind
-from serverlord.config import Settings
+from serverlord.config import Settings, SettingsError
 from serverlord.telemetry import NO_TELEMETRY, logs, start
+from serverlord.telemetry.environment import check_otel_environment
 from serverlord.telemetry.meters import Tally, ping_kind
 from serverlord.telemetry.otel import OtelTelemetry
+from tests.cli_runner import runner
 
 
 @pytest.mark.parametrize(
@@ -173,3 +175,97 @@ async def test_traces_exporter_none_keeps_metrics_and_drops_traces(
     assert telemetry.tracer is None and telemetry.otlp is None
     assert telemetry.pings is not None
     await telemetry.stop()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OTEL_METRIC_EXPORT_INTERVAL": "0"}, "OTEL_METRIC_EXPORT_INTERVAL: '0' is"),
+        ({"OTEL_METRIC_EXPORT_INTERVAL": "-5"}, "'-5' is not a number above 0"),
+        ({"OTEL_BSP_SCHEDULE_DELAY": "soon"}, "OTEL_BSP_SCHEDULE_DELAY: 'soon'"),
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "inf"}, "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "0"}, "'0' is not a whole number above 0"),
+        ({"OTEL_BSP_MAX_QUEUE_SIZE": "1.5"}, "OTEL_BSP_MAX_QUEUE_SIZE: '1.5'"),
+        (
+            {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100", "OTEL_BSP_MAX_QUEUE_SIZE": "10"},
+            "100 is more than OTEL_BSP_MAX_QUEUE_SIZE (10) holds",
+        ),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "is not an http://"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://[::1"}, "is not a URL"),
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://"}, "with a host"),
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "api-key:S3CRET"}, "entry 1 is not"),
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "a=b,=S3CRET"}, "entry 2 is not"),
+    ],
+)
+def test_an_otel_variable_the_sdk_would_trip_on_is_a_settings_error(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        check_otel_environment(env)
+
+    assert message in str(refused.value)
+    assert "S3CRET" not in str(refused.value)
+
+
+def test_an_endpoint_password_is_not_repeated_in_the_error() -> None:
+    with pytest.raises(SettingsError) as refused:
+        check_otel_environment({"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://u:S3CRET@h"})
+
+    assert "S3CRET" not in str(refused.value)
+
+
+def test_good_otel_variables_or_a_disabled_sdk_pass() -> None:
+    check_otel_environment(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%3Db, x-team = ops ,",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1500.5",
+            "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "1024",
+        }
+    )
+    check_otel_environment(
+        {"OTEL_SDK_DISABLED": "true", "OTEL_BSP_MAX_QUEUE_SIZE": "0"}
+    )
+
+
+def test_serve_refuses_a_bad_otel_variable_before_it_binds(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    run = runner(capsys, monkeypatch, tmp_path)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization:Bearer S3CRET")
+
+    result = run("serve", "--port", "1")
+
+    assert result.code == 2
+    assert result.err.strip() == (
+        "serverlord: error: OTEL_EXPORTER_OTLP_HEADERS: entry 1 is not written "
+        "as key=value (entries are separated by commas)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "token"),
+    [("--metrics-token", "t0k3n "), ("SERVERLORD_METRICS_TOKEN", "tökén")],
+)
+def test_a_metrics_token_no_client_could_send_is_refused_unshown(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    flag: str,
+    token: str,
+) -> None:
+    run = runner(capsys, monkeypatch, tmp_path)
+    args = ["serve", "--port", "1"]
+    if flag.startswith("--"):
+        args += [flag, token]
+    else:
+        monkeypatch.setenv(flag, token)
+
+    result = run(*args)
+
+    assert result.code == 2
+    assert f"{flag}: not valid: a bearer token is ASCII letters" in result.err
+    assert token.strip() not in result.err

@@ -4,23 +4,23 @@ Every request names its project by an API key (``X-Api-Key``, or ``api_key``
 in a POST's JSON body); every read and write stays inside that project, and a
 check of another project is answered 404 as if it did not exist. Read-only keys
 may list and get checks, flips and badges and follow live events, nothing else.
-The routes live on their own router, so the ping path never pays for the rate
-limiter or the body limit set here.
+The routes live on their own router, so the ping path never pays for the
+body limit or the headers set here; the rate limit is counted where the key
+is checked (``ApiService.authorize``).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post, route
 from litestar.handlers import HTTPRouteHandler
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent
 
+from serverlord import clock
 from serverlord.accounts import (
     DEFAULT_PROJECT,
 )
@@ -57,12 +57,12 @@ from serverlord.http.api_service import (
 )
 from serverlord.http.api_support import (
     CheckSpecBody,
-    RateLimit,
     error_response,
-    rate_limit_identity,
     store_error,
 )
 from serverlord.http.badges import badge_urls
+from serverlord.http.headers import API_HEADERS
+from serverlord.keyed_lock import KeyedLock
 from serverlord.store.base import (
     ConflictError,
     StoreError,
@@ -79,8 +79,6 @@ STREAMS_PER_PROJECT = 32
 """Live event streams one project may hold open at once."""
 UPDATE_TRIES = 20
 """Times an update is tried again when a ping changed the check meanwhile."""
-
-CORS = {"Access-Control-Allow-Origin": "*"}
 
 
 def api_router(service: ApiService) -> Router:
@@ -100,6 +98,7 @@ def api_router(service: ApiService) -> Router:
         "security": [{"api_key": []}],
     }
     store = service.store
+    creating = KeyedLock()
 
     @get("/checks/", status_code=200, summary="List checks", **common)
     async def list_checks(request: Request[Any, Any, Any]) -> CheckList:
@@ -110,7 +109,7 @@ def api_router(service: ApiService) -> Router:
         links: dict[str, list[str]] = {}
         if not access.read_only:
             links = await store.project_links(access.project.id)
-        base, now = service.base_url(), time.time()
+        base, now = service.base_url(), clock.now()
         return CheckList(
             [
                 check_out(
@@ -142,16 +141,19 @@ def api_router(service: ApiService) -> Router:
         project = access.project.id
         linked = await _channels_of(spec, project)
 
-        existing = find_unique(await store.project_checks(project), spec)
-        if existing is not None:
-            check = await _update(existing, spec, linked)
-            return Response(await service.render(check, access), status_code=200)
+        # Requests racing with one `unique` find or make one check (within
+        # this process: workers of one PostgreSQL may still make two).
+        async with creating.hold(project):
+            existing = find_unique(await store.project_checks(project), spec)
+            if existing is not None:
+                check = await _update(existing, spec, linked)
+                return Response(await service.render(check, access), status_code=200)
 
-        check = new_check(project)
-        _apply(check, spec)
-        await store.add_check(check)
-        if linked is not None:
-            await store.set_check_channels(check.id, linked)
+            check = new_check(project)
+            _apply(check, spec)
+            await store.add_check(check)
+            if linked is not None:
+                await store.set_check_channels(check.id, linked)
         return Response(await service.render(check, access), status_code=201)
 
     async def _channels_of(spec: CheckSpec, project: str) -> list[str] | None:
@@ -183,7 +185,7 @@ def api_router(service: ApiService) -> Router:
 
     def _apply(check: Check, spec: CheckSpec) -> None:
         try:
-            apply_spec(check, spec, time.time())
+            apply_spec(check, spec, clock.now())
         except BadInput as exc:
             raise ApiError(400, str(exc)) from exc
 
@@ -226,7 +228,7 @@ def api_router(service: ApiService) -> Router:
     async def pause(request: Request[Any, Any, Any], code: FromPath[str]) -> CheckOut:
         access = await service.authorize(request, await read_document(request), True)
         check = await service.find_check(access, code)
-        paused = await store.pause_check(check.id, time.time())
+        paused = await store.pause_check(check.id, clock.now())
         return await service.render(paused, access)
 
     @post(
@@ -245,7 +247,7 @@ def api_router(service: ApiService) -> Router:
         access = await service.authorize(request, await read_document(request), True)
         check = await service.find_check(access, code)
         try:
-            resumed = await store.resume_check(check.id, time.time())
+            resumed = await store.resume_check(check.id, clock.now())
         except ConflictError as exc:
             raise ApiError(409, "check is not paused", plain=True) from exc
         return await service.render(resumed, access)
@@ -305,7 +307,7 @@ def api_router(service: ApiService) -> Router:
         until: float = _whole("end", end, TIMESTAMP_MAX) or float("inf")
         recent = _whole("seconds", seconds, FLIP_SECONDS_MAX)
         if recent:
-            since = max(since, time.time() - recent)
+            since = max(since, clock.now() - recent)
         found = await store.flips_between(check.id, since, until)
         return FlipList([flip_out(flip) for flip in found])
 
@@ -351,24 +353,14 @@ def api_router(service: ApiService) -> Router:
 
     def preflight(path: str, methods: str) -> HTTPRouteHandler:
         # Litestar's own OPTIONS answer lists one handler's methods only when
-        # several share a path; browsers need them all, and the API key header.
+        # several share a path. No Access-Control-* headers: only the ping
+        # URLs are open to other origins, never a project's data.
         async def answer() -> Response[None]:
-            allowed = f"{methods}, OPTIONS"
-            headers = {
-                "Allow": allowed,
-                "Access-Control-Allow-Methods": allowed,
-                "Access-Control-Allow-Headers": "X-Api-Key, Content-Type",
-                "Access-Control-Max-Age": "600",
-            }
+            headers = {"Allow": f"{methods}, OPTIONS"}
             return Response(None, status_code=204, headers=headers)
 
         return route(path, http_method="OPTIONS", include_in_schema=False)(answer)
 
-    limiter = RateLimitConfig(
-        rate_limit=("minute", service.rate_limit),
-        identifier_for_request=rate_limit_identity,
-        middleware_class=RateLimit,
-    )
     return Router(
         API_PATH,
         route_handlers=[
@@ -390,10 +382,9 @@ def api_router(service: ApiService) -> Router:
             status,
             events,
         ],
-        middleware=[limiter.middleware],
         request_max_body_size=BODY_LIMIT,
         exception_handlers={ApiError: error_response, StoreError: store_error},
-        response_headers=CORS,
+        response_headers=API_HEADERS,
     )
 
 

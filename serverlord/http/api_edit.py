@@ -7,11 +7,11 @@ of the check's project by id or name ("*" for all, "" for none).
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from msgspec import UNSET
 
+from serverlord import clock
 from serverlord.channels import Channel
 from serverlord.checks import DOWN, Check
 from serverlord.http.api_schema import BadInput, CheckSpec
@@ -28,7 +28,7 @@ def new_check(project: str, now: float | None = None) -> Check:
         name="",
         schedule=Schedule.simple(DEFAULT_TIMEOUT),
         grace=DEFAULT_GRACE,
-        created=time.time() if now is None else now,
+        created=clock.now() if now is None else now,
         project=project,
     )
 

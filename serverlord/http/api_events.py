@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from litestar.response import ServerSentEventMessage
 
+from serverlord import clock
 from serverlord.accounts import (
     unique_key,
 )
@@ -91,7 +92,7 @@ def _render_event(
         shown = check_out(
             event.check,
             service.base_url(),
-            time.time(),
+            clock.now(),
             read_only=access.read_only,
             channels=event.channels,
         )

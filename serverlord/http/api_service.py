@@ -7,7 +7,6 @@ project; a check of another project is not found, as if it did not exist.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from serverlord import clock
 from serverlord.accounts import (
     KEY_ID_LENGTH,
     KEY_LENGTH,
@@ -35,6 +35,8 @@ from serverlord.http.api_schema import (
     CheckSpec,
     parse_spec,
 )
+from serverlord.http.limits import RateLimiter
+from serverlord.http.ping import client_address
 
 KEEP_ALIVE = 15.0
 """Seconds between keep-alive comments on an idle event stream."""
@@ -46,11 +48,19 @@ UNIQUE_KEY_RE = re.compile(r"[0-9a-f]{40}")
 class ApiError(Exception):
     """An answer other than success: its status and the text of its error."""
 
-    def __init__(self, status: int, text: str, *, plain: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        text: str,
+        *,
+        plain: bool = False,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
         self.plain = plain
+        self.retry_after = retry_after
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,25 +79,45 @@ class ApiService:
     events: EventHub
     rate_limit: int = 600
     """Requests per minute and API key (or client address without a key)."""
+    trusted_proxy: bool = False
+    """Whether the client address comes from X-Forwarded-For."""
     keep_alive: float = field(default_factory=lambda: KEEP_ALIVE)
     stopping: Callable[[], bool] = lambda: False
     _projects: dict[str, Project] = field(default_factory=dict)
+    _limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = RateLimiter(self.rate_limit / 60, self.rate_limit)
 
     async def authorize(
         self, request: Request[Any, Any, Any], document: dict[str, Any], write: bool
     ) -> Access:
+        # A request counts against its key only once the key is proven, so
+        # that guessed keys never use up a real key's requests; until then,
+        # and for every refused key, it counts against the client address.
+        address = "address:" + client_address(request, self.trusted_proxy)
+        self._limit(self._limiter.wait(address))
         key = request.headers.get("x-api-key")
         if key is None:
             key = str(document.get("api_key", ""))
         if len(key) != KEY_LENGTH:
+            self._limiter.take(address)
             raise ApiError(401, "missing api key")
         stored: ApiKey | None = await self.store.get_api_key(key[:KEY_ID_LENGTH])
         if stored is None:
             digest(key)  # the same work as a found key, so timing tells nothing
+            self._limiter.take(address)
             raise ApiError(401, "wrong api key")
         if not key_matches(key, stored) or (write and stored.read_only):
+            self._limiter.take(address)
             raise ApiError(401, "wrong api key")
+        self._limit(self._limiter.take("key:" + stored.id))
         return Access(await self._project(stored.project), stored.read_only, stored.id)
+
+    def _limit(self, wait: float) -> None:
+        if wait:
+            retry = self._limiter.retry_after(wait)
+            raise ApiError(429, "rate limit exceeded", retry_after=retry)
 
     async def _project(self, project_id: str) -> Project:
         # A project never changes once made (nor its keys' project): keep it.
@@ -120,7 +150,7 @@ class ApiService:
         return check_out(
             check,
             self.base_url(),
-            time.time(),
+            clock.now(),
             read_only=access.read_only,
             channels=channels,
         )

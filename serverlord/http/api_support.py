@@ -1,15 +1,13 @@
-"""The Litestar side of the management API: its error answers, its rate
-limiter and the OpenAPI description of the bodies the handlers parse."""
+"""The Litestar side of the management API: its error answers and the
+OpenAPI description of the bodies the handlers parse."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.middleware.rate_limit import RateLimitMiddleware
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     Operation,
@@ -17,15 +15,12 @@ from litestar.openapi.spec import (
     Schema,
 )
 
-from serverlord.accounts import (
-    KEY_ID_LENGTH,
-    KEY_LENGTH,
-)
 from serverlord.http.api_schema import (
     CheckSpec,
     ErrorOut,
 )
 from serverlord.http.api_service import ApiError
+from serverlord.http.headers import API_HEADERS
 from serverlord.store.base import (
     ChannelNotFoundError,
     CheckNotFoundError,
@@ -37,9 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    headers = API_HEADERS
+    if exc.retry_after is not None:
+        headers = {**API_HEADERS, "Retry-After": exc.retry_after}
     if exc.plain:
-        return Response(exc.text, status_code=exc.status, media_type="text/plain")
-    return Response(ErrorOut(exc.text), status_code=exc.status)
+        return Response(
+            exc.text, status_code=exc.status, media_type="text/plain", headers=headers
+        )
+    return Response(ErrorOut(exc.text), status_code=exc.status, headers=headers)
 
 
 def store_error(request: Request[Any, Any, Any], exc: StoreError) -> Response[Any]:
@@ -60,26 +60,8 @@ def store_error(request: Request[Any, Any, Any], exc: StoreError) -> Response[An
     return Response(
         ErrorOut("store unavailable, try again"),
         status_code=503,
-        headers={"Retry-After": "1"},
+        headers={**API_HEADERS, "Retry-After": "1"},
     )
-
-
-class RateLimit(RateLimitMiddleware):
-    """Litestar's rate limiter, with the Retry-After that clients look for."""
-
-    def create_response_headers(self, cache_object: Any) -> dict[str, str]:
-        headers = super().create_response_headers(cache_object)
-        if headers[self.config.rate_limit_remaining_header_key] == "0":
-            headers["Retry-After"] = str(max(1, cache_object.reset - int(time.time())))
-        return headers
-
-
-def rate_limit_identity(request: Request[Any, Any, Any]) -> str:
-    key = request.headers.get("x-api-key", "")
-    if len(key) == KEY_LENGTH:
-        return "key:" + key[:KEY_ID_LENGTH]
-    client = request.client
-    return "address:" + ("" if client is None else client.host)
 
 
 class CheckSpecBody(Operation):

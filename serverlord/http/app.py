@@ -15,6 +15,7 @@ from serverlord.config import Settings
 from serverlord.http.api import API_PATH, api_router
 from serverlord.http.api_service import ApiService
 from serverlord.http.badges import BadgeService, badge_routes
+from serverlord.http.headers import SECURITY_HEADERS
 from serverlord.http.ping import PingService, ping_routes
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ async def health() -> dict[str, str]:
 def _not_found(
     request: Request[Any, Any, Any], exc: NotFoundException
 ) -> Response[str]:
-    return Response("not found", status_code=404, media_type="text/plain")
+    headers = None if request.url.path.startswith("/ping/") else SECURITY_HEADERS
+    return Response(
+        "not found", status_code=404, media_type="text/plain", headers=headers
+    )
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[str]:
@@ -41,7 +45,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(
         {"error": exc.detail},  # type: ignore[arg-type]
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers={**SECURITY_HEADERS, **(exc.headers or {})},
     )
 
 
@@ -75,6 +79,8 @@ def create_app(
             HTTPException: _http_error,
         },
         openapi_config=openapi,
+        # Ping answers are ASGI responses built once, which these skip.
+        response_headers=SECURITY_HEADERS,
         # serverlord configures logging itself (see cli.run_serve).
         logging_config=None,
         debug=False,
@@ -89,12 +95,14 @@ def build_app(server: Server, settings: Settings) -> Litestar:
         settings.trusted_proxy,
         store=server.store,
         meter=server.telemetry.pings,
+        rate_limit=settings.ping_rate_limit,
     )
     api = ApiService(
         store=server.store,
         base_url=settings.resolved_base_url,
         events=server.events,
         rate_limit=settings.api_rate_limit,
+        trusted_proxy=settings.trusted_proxy,
     )
     app = create_app(service, settings.ping_body_cap, api)
     app.state.api = api

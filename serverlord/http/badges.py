@@ -10,7 +10,6 @@ the others three (up, late, down).
 from __future__ import annotations
 
 import hmac
-import time
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
+from serverlord import clock
 from serverlord.accounts import Project, badge_signature
 from serverlord.checks import DOWN, GRACE, status_at
 from serverlord.http.api_schema import BadgeUrls
@@ -89,7 +89,7 @@ class BadgeService:
         ):
             return Response("not found", status_code=404, media_type="text/plain")
 
-        now = time.time()
+        now = clock.now()
         statuses = [
             status_at(check, now, with_started=False)
             for check in await self.store.project_checks(project.id)
@@ -97,7 +97,7 @@ class BadgeService:
         ]
         state, late, down = badge_state(statuses, with_late)
         label = ALL_LABEL if tag == ALL else tag
-        headers = {"Cache-Control": NO_CACHE, "Access-Control-Allow-Origin": "*"}
+        headers = {"Cache-Control": NO_CACHE}
         if fmt == "json":
             body = {
                 "status": state,

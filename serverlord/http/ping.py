@@ -9,7 +9,6 @@ Healthchecks clients expect.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -23,6 +22,9 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
+from serverlord import clock
+from serverlord.http.limits import RateLimiter
+from serverlord.keyed_lock import KeyedLock
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
     CheckNotFoundError,
@@ -37,6 +39,8 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 USER_AGENT_LIMIT = 200
 NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
+BURST_SECONDS = 10.0
+"""A check may send this many seconds' worth of its ping rate limit at once."""
 
 
 class PingService:
@@ -49,12 +53,13 @@ class PingService:
         trusted_proxy: bool,
         store: Any = None,
         meter: PingMeter | None = None,
+        rate_limit: float = 0.0,
     ) -> None:
         self.ingest = ingest
         self.store = store
         """Where slug URLs are looked up; without one they are not served."""
         self._ping_keys: dict[str, str] = {}
-        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self._creating = KeyedLock()
         self.body_limit = body_limit
         self.trusted_proxy = trusted_proxy
         self.meter = meter
@@ -65,6 +70,11 @@ class PingService:
             "Ping-Body-Limit": str(body_limit),
         }
         self._answers: dict[tuple[int, str, bool], ASGIResponse] = {}
+        self.limiter: RateLimiter | None = None
+        """Pings a second per check; None when pings are not limited."""
+        if rate_limit > 0:
+            burst = max(1.0, rate_limit * BURST_SECONDS)
+            self.limiter = RateLimiter(rate_limit, burst)
 
     def answer(
         self, request: Request[Any, Any, Any], status: int, text: str
@@ -78,6 +88,9 @@ class PingService:
             headers = dict(self.headers)
             if status == 503:
                 headers["Retry-After"] = "1"
+            elif status == 429 and self.limiter is not None:
+                # One token comes back in 1/rate seconds, always the same.
+                headers["Retry-After"] = self.limiter.retry_after(1 / self.limiter.rate)
             answer = ASGIResponse(
                 body=b"" if head else text.encode(),
                 content_length=len(text.encode()),
@@ -109,6 +122,10 @@ class PingService:
     async def _record(
         self, request: Request[Any, Any, Any], ping: Ping, status: int, text: str
     ) -> ASGIResponse:
+        # A refused ping is not recorded: a runaway loop must not flood the
+        # store nor push other checks' pings out of the writer's batches.
+        if self.limiter is not None and self.limiter.take(ping.check_id):
+            return self.answer(request, 429, "too many pings, slow down")
         try:
             await self.ingest(ping)
         except CheckNotFoundError:
@@ -171,27 +188,22 @@ class PingService:
         from serverlord.http.api_edit import new_check
 
         # Two pings racing to create the same check make one check.
-        lock = self._creating.setdefault((project, slug), asyncio.Lock())
-        try:
-            async with lock:
-                check_ids = await self._slug_checks(project, slug)
-                if check_ids:
-                    return check_ids, False
-                check = new_check(project)
-                check.name = check.slug = slug
-                channels = await self.store.project_channels(project)
-                await self.store.add_check(check)
-                await self.store.set_check_channels(check.id, [c.id for c in channels])
-                log.info(
-                    "created check %s for slug %s on its first ping",
-                    check.id,
-                    slug,
-                    extra={"action": "check_auto_created", "check_id": check.id},
-                )
-                return [check.id], True
-        finally:
-            if not lock.locked():
-                self._creating.pop((project, slug), None)
+        async with self._creating.hold((project, slug)):
+            check_ids = await self._slug_checks(project, slug)
+            if check_ids:
+                return check_ids, False
+            check = new_check(project)
+            check.name = check.slug = slug
+            channels = await self.store.project_channels(project)
+            await self.store.add_check(check)
+            await self.store.set_check_channels(check.id, [c.id for c in channels])
+            log.info(
+                "created check %s for slug %s on its first ping",
+                check.id,
+                slug,
+                extra={"action": "check_auto_created", "check_id": check.id},
+            )
+            return [check.id], True
 
     async def _parse(
         self,
@@ -206,7 +218,7 @@ class PingService:
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
             # after the deadline must not be dated before the flip it caused.
-            received=time.time(),
+            received=clock.now(),
             kind=kind,
             method=request.method,
             exit_status=exit_status,
@@ -217,13 +229,18 @@ class PingService:
         )
 
     def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
-        if self.trusted_proxy:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            first = forwarded.split(",")[0].strip()
-            with contextlib.suppress(ValueError):
-                return str(ipaddress.ip_address(first))
-        client = request.client
-        return "" if client is None else client.host
+        return client_address(request, self.trusted_proxy)
+
+
+def client_address(request: Request[Any, Any, Any], trusted_proxy: bool) -> str:
+    """The client's address: the socket's peer, or the proxy's word for it."""
+    if trusted_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(first))
+    client = request.client
+    return "" if client is None else client.host
 
 
 def _may_have_body(request: Request[Any, Any, Any]) -> bool:

@@ -46,6 +46,24 @@ class SchemaBehindError(StoreError):
     is off."""
 
 
+class SchemaAheadError(StoreError):
+    """The database was migrated by a newer serverlord than this one."""
+
+
+def refuse_newer(version: int, migrations: list[Migration]) -> None:
+    """Refuse a database whose schema has migrations this serverlord lacks.
+
+    An older binary would read and write tables it does not understand.
+    """
+    known = max((number for number, _, _ in migrations), default=0)
+    if version > known:
+        raise SchemaAheadError(
+            f"its schema is newer than this serverlord (migration {version:04d}; "
+            f"this one knows up to {known:04d}): run the newer serverlord, or "
+            "restore a backup taken before it migrated"
+        )
+
+
 class DatabaseUrlError(StoreError):
     """The database URL cannot be used as it is written."""
 

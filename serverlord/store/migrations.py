@@ -28,8 +28,6 @@ class Migrated:
     """Number and name of each migration applied now, in order."""
     version: int = 0
     """The latest migration the database has now."""
-    known: int = 0
-    """The latest migration this serverlord knows."""
 
 
 async def migrate_database(settings: Settings) -> Migrated:
@@ -94,7 +92,6 @@ def _report(database: str, backend: str, numbers: list[int], version: int) -> Mi
         database,
         [(number, names[number]) for number in numbers],
         version,
-        max(names, default=0),
     )
 
 

@@ -33,6 +33,7 @@ from serverlord.store.base import (
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    refuse_newer,
     schema_behind,
 )
 from serverlord.store.postgres_projects import PostgresProjects
@@ -117,6 +118,7 @@ async def migrate(
         await conn.execute(Q["lock"], LOCK_SPACE, MIGRATIONS_LOCK)
         await conn.execute(Q["create_migrations_table"])
         seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
+        refuse_newer(max(seen, default=0), migrations)
         for number, name, sql in migrations:
             if number in seen:
                 continue
@@ -137,7 +139,9 @@ async def pending_migrations(conn: Connection) -> list[Migration]:
     seen = set()
     if await conn.fetchval(Q["migrations_table_exists"]):
         seen = {row[0] for row in await conn.fetch(Q["applied_migrations"])}
-    return [m for m in load_migrations("postgres") if m[0] not in seen]
+    migrations = load_migrations("postgres")
+    refuse_newer(max(seen, default=0), migrations)
+    return [m for m in migrations if m[0] not in seen]
 
 
 @dataclass(slots=True)

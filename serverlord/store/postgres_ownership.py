@@ -20,10 +20,10 @@ import contextlib
 import logging
 import math
 import random
-import time
 
 import asyncpg
 
+from serverlord import clock
 from serverlord.checks import SHARD_COUNT
 from serverlord.ownership import ALL_SHARDS, OfflineWindow, ShardOwner
 from serverlord.store.base import StoreError, StoreUnavailableError
@@ -127,7 +127,7 @@ class PostgresOwnership:
         return conn
 
     async def _enter(self, conn: asyncpg.Connection[asyncpg.Record]) -> OfflineWindow:
-        now = time.time()
+        now = clock.now()
         async with conn.transaction():
             # Joins take turns, so the first process of a cluster records the
             # offline window before any other reads it.
@@ -208,7 +208,7 @@ class PostgresOwnership:
         except _LOST as exc:
             self._drop(exc)
             return
-        self._last_contact = time.time()
+        self._last_contact = clock.now()
         if gained:
             await self._gain(conn, gained)
 

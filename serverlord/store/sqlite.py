@@ -44,6 +44,7 @@ from serverlord.store.base import (
     StoreError,
     StoreUnavailableError,
     SweepOutcome,
+    refuse_newer,
     schema_behind,
 )
 from serverlord.store.queries import Migration, load_migrations, load_queries
@@ -59,6 +60,7 @@ from serverlord.store.rows import (
     state_params,
 )
 from serverlord.store.sqlite_projects import SqliteProjects
+from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,7 @@ def migrate(
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
+        refuse_newer(current, migrations)
         for number, name, sql in migrations:
             if number <= current:
                 continue
@@ -143,6 +146,7 @@ def pending_migrations(
     if migrations is None:
         migrations = load_migrations("sqlite")
     current = conn.execute("PRAGMA user_version").fetchone()[0]
+    refuse_newer(current, migrations)
     return [migration for migration in migrations if migration[0] > current]
 
 
@@ -171,6 +175,7 @@ class _Writer(threading.Thread):
             queue.SimpleQueue()
         )
         self.observer: CommitObserver | None = None
+        self.trouble = Trouble(log, "sqlite store refuses writes", "store_write_failed")
 
     def submit(self, op: Operation) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -220,22 +225,32 @@ class _Writer(threading.Thread):
                     self._drop_and_retry(batch, index, exc)
                     return
             self.conn.execute("COMMIT")
+            self.trouble.ok()
             if self.observer is not None:
                 self.observer(len(batch), time.perf_counter() - started, True)
         except sqlite3.Error as exc:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            log.error(
-                "sqlite write of %d operations failed: %s",
-                len(batch),
-                exc,
-                extra={"action": "store_write_failed"},
-            )
+            self._roll_back()
+            # A full disk or a lock held elsewhere fails every batch until it
+            # ends: one line when it starts, one when writes work again.
+            self.trouble.failed(exc, logging.ERROR)
             error = StoreUnavailableError(str(exc))
             outcomes = [(future, None, error) for _, future in batch]
             if self.observer is not None:
                 self.observer(len(batch), time.perf_counter() - started, False)
         _resolve_all(outcomes)
+
+    def _roll_back(self) -> None:
+        # SQLite may have rolled back already (a full disk does); a failing
+        # ROLLBACK must not end the thread every ping waits on.
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning(
+                    "sqlite rollback failed: %s",
+                    exc,
+                    extra={"action": "store_rollback_failed"},
+                )
 
     def _drop_and_retry(
         self, batch: list[tuple[Operation, Any]], index: int, exc: Exception

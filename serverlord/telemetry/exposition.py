@@ -93,11 +93,29 @@ def _metric(metric: Metric) -> Iterator[str]:
 def _labels(attributes: Mapping[str, Any]) -> str:
     if not attributes:
         return ""
+    # Keys that become one label name (k8s.pod.name, k8s_pod_name) share it,
+    # their values joined in the order of the keys: Prometheus refuses a
+    # scrape that names a label twice.
+    values: dict[str, list[str]] = {}
+    for key in sorted(attributes):
+        values.setdefault(label_name(key), []).append(str(attributes[key]))
     pairs = ",".join(
-        f'{_INVALID.sub("_", key)}="{_escape(value)}"'
-        for key, value in attributes.items()
+        f'{name}="{_escape(";".join(joined))}"' for name, joined in values.items()
     )
     return "{" + pairs + "}"
+
+
+def label_name(key: str) -> str:
+    """An attribute's key as a label name Prometheus accepts.
+
+    Characters other than letters, digits and ``_`` become ``_``; a name that
+    would start with a digit or with ``__`` (kept for Prometheus' own labels)
+    gets ``key_`` in front.
+    """
+    name = _INVALID.sub("_", key) or "key"
+    if name[0].isdigit() or name.startswith("__"):
+        name = f"key_{name}"
+    return name
 
 
 def _escape(value: Any) -> str:

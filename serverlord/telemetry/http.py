@@ -31,17 +31,22 @@ def _text(
     return Response(body, status_code=status, media_type="text/plain", headers=headers)
 
 
+_REALM = 'Bearer realm="serverlord metrics"'
+
+
 def metrics_route(telemetry: OtelTelemetry) -> HTTPRouteHandler:
     """``GET /metrics``: serverlord's own metrics, bearer token where set."""
 
     @get("/metrics", include_in_schema=False)
     async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
-        if not telemetry.authorized(request.headers.get("authorization")):
-            return _text(
-                "a bearer token is needed",
-                401,
-                {"WWW-Authenticate": 'Bearer realm="serverlord metrics"'},
-            )
+        header = request.headers.get("authorization")
+        if not telemetry.authorized(header):
+            if header is None:
+                return _text(
+                    "a bearer token is needed", 401, {"WWW-Authenticate": _REALM}
+                )
+            challenge = f'{_REALM}, error="invalid_token"'
+            return _text("wrong bearer token", 401, {"WWW-Authenticate": challenge})
         return Response(await telemetry.exposition(), media_type=CONTENT_TYPE)
 
     return metrics

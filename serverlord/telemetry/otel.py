@@ -11,7 +11,7 @@ serverlord aims at. No label holds a check id or a raw URL.
 - serverlord_store_commit_duration_milliseconds {store, result}: time of one
   group commit
 - serverlord_detection_lag_milliseconds {reason}: deadline to flip stored
-- serverlord_flips_total {status, reason}: flips stored
+- serverlord_flips_total {status, reason}: flips pings and sweeps stored (not pauses)
 - serverlord_checks {status}: checks by stored status (the store's total)
 - serverlord_sweeper_heap_size {sweeper}: deadlines each sweeper holds
 - serverlord_notifications_total {channel_kind, kind, result}: attempts to
@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import time
 import uuid
@@ -43,7 +44,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     HistogramDataPoint,
@@ -117,7 +118,7 @@ def start_telemetry(settings: Settings, worker: int | None = None) -> Telemetry:
         if protocol and protocol != "http/protobuf":
             log.warning(
                 "OTEL_EXPORTER_OTLP%s_PROTOCOL=%s: serverlord sends "
-                "http/protobuf only, and does",
+                "http/protobuf only, and does so to the same endpoint",
                 name,
                 protocol,
                 extra={"action": "telemetry_protocol"},
@@ -197,7 +198,9 @@ class OtelTelemetry(Telemetry):
     def _instruments(self) -> None:
         meter = self.meter_provider.get_meter(SCOPE, __version__)
         self._flips = meter.create_counter(
-            "serverlord.flips", unit="{flip}", description="Flips stored"
+            "serverlord.flips",
+            unit="{flip}",
+            description="Flips that pings and sweeps stored",
         )
         self._lag = meter.create_histogram(
             "serverlord.detection.lag",
@@ -475,7 +478,9 @@ def tally_metric(name: str, description: str, unit: str, tally: Tally) -> Metric
 
 
 def with_tallies(data: MetricsData, tallies: list[Metric]) -> MetricsData:
-    """What the SDK collected, with the tallies added to serverlord's scope."""
+    """What the SDK collected, with the tallies that have data added to
+    serverlord's scope."""
+    tallies = [metric for metric in tallies if metric.data.data_points]
     resources = list(data.resource_metrics)
     if not resources:
         return data
@@ -516,19 +521,73 @@ class PrometheusReader(MetricReader):
 
 
 class OtlpReader(PeriodicExportingMetricReader):
-    """The SDK's periodic OTLP export, with the tallies added."""
+    """The SDK's periodic OTLP export, with the tallies added.
+
+    The tallies are cumulative; when the exporter prefers delta histograms
+    (``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``), each export sends
+    what changed since the one before, as the SDK's own histograms do.
+    """
 
     def __init__(
         self, exporter: MetricExporter, tallies: Callable[[], list[Metric]]
     ) -> None:
         super().__init__(exporter)
         self._tallies = tallies
+        preferred = getattr(exporter, "_preferred_temporality", None) or {}
+        self._delta = preferred.get(Histogram) == AggregationTemporality.DELTA
+        self._exported: dict[tuple[str, Any], HistogramDataPoint] = {}
 
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
-        data = with_tallies(metrics_data, self._tallies())
+        tallies = self._tallies()
+        if self._delta:
+            tallies = [as_delta(metric, self._exported) for metric in tallies]
+        data = with_tallies(metrics_data, tallies)
         super()._receive_metrics(data, timeout_millis, **kwargs)
+
+
+def as_delta(
+    metric: Metric, exported: dict[tuple[str, Any], HistogramDataPoint]
+) -> Metric:
+    """A cumulative histogram as the change since its last export.
+
+    ``exported`` keeps each series' last cumulative point. The smallest and
+    largest values of the interval are not kept: they are bounded by the
+    buckets that grew and by the values seen since the start.
+    """
+    assert isinstance(metric.data, HistogramData)
+    points = []
+    for point in metric.data.data_points:
+        key = (metric.name, tuple(sorted((point.attributes or {}).items())))
+        before = exported.get(key)
+        exported[key] = point
+        if before is None:
+            points.append(point)
+            continue
+        counts = [
+            now - then
+            for now, then in zip(point.bucket_counts, before.bucket_counts, strict=True)
+        ]
+        if not any(counts):
+            continue
+        bounds = [-math.inf, *point.explicit_bounds, math.inf]
+        grew = [index for index, count in enumerate(counts) if count]
+        points.append(
+            HistogramDataPoint(
+                attributes=point.attributes,
+                start_time_unix_nano=before.time_unix_nano,
+                time_unix_nano=point.time_unix_nano,
+                count=point.count - before.count,
+                sum=point.sum - before.sum,
+                bucket_counts=counts,
+                explicit_bounds=point.explicit_bounds,
+                min=max(point.min, bounds[grew[0]]),
+                max=min(point.max, bounds[grew[-1] + 1]),
+            )
+        )
+    data = HistogramData(points, AggregationTemporality.DELTA)
+    return Metric(metric.name, metric.description, metric.unit, data)
 
 
 __all__ = ["CONTENT_TYPE", "OtelTelemetry", "start_telemetry"]

@@ -1,0 +1,121 @@
+"""uvicorn's httptools protocol with bounds on a request's head and its time.
+
+httptools sets no limit on the size of a request's head, and uvicorn none on
+how long reading a request may take: a client could send headers without end,
+or trickle a byte now and then and hold one of the server's connections for
+ever. Here a head over ``MAX_HEAD`` bytes or ``MAX_HEADERS`` fields gets 431,
+and a request whose head is not whole within ``HEAD_TIMEOUT`` (counted from
+its first byte, or from the connection when nothing comes) or whose body is
+not whole within ``BODY_TIMEOUT`` gets 408; the connection is closed after
+either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEAD = 32 * 1024
+"""Bytes of the request line and headers together."""
+MAX_HEADERS = 100
+HEAD_TIMEOUT = 10.0
+BODY_TIMEOUT = 60.0
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_TEXTS = {408: b"request timeout", 431: b"request header fields too large"}
+
+
+class HeadTooLargeError(Exception):
+    """Stops the parser once the head is over its limit."""
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection, with the limits of this module."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_size = 0
+        self._refused = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEAD_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_size = 0
+        self._arm(HEAD_TIMEOUT)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        if len(self.headers) >= MAX_HEADERS:
+            self._refuse(431)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._arm(BODY_TIMEOUT)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # The parser reports a refused head as a malformed request: its own
+        # answer went out already.
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def _count(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEAD:
+            self._refuse(431)
+
+    def _refuse(self, status: int) -> None:
+        self._answer(status)
+        raise HeadTooLargeError
+
+    def _too_slow(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            if cycle is not None and not cycle.response_complete:
+                # The application must not answer on a closed connection.
+                cycle.disconnected = True
+            self._answer(408)
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+    def _answer(self, status: int) -> None:
+        self._refused = True
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        text = _TEXTS[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(text), text)
+        )
+        self.transport.close()
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,182 @@
+"""The details of one check: configuration, ping URL, pings, flips, durations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Label, Sparkline, Static
+
+from serverlord.durations import format_duration
+from serverlord.tui.client import ClientError
+from serverlord.tui.model import (
+    NEVER,
+    STATUS_STYLES,
+    CheckRow,
+    body_preview,
+    parse_time,
+    schedule_words,
+    short_duration,
+    status_at,
+)
+
+if TYPE_CHECKING:
+    from serverlord.tui.app import ServerlordApp
+
+BODIES = 10
+"""Ping bodies fetched for a preview: the newest ones."""
+RELOAD_PAUSE = 0.5
+"""Seconds to wait after a live event before fetching again: a burst is one."""
+
+
+class DetailsScreen(Screen[None]):
+    DEFAULT_CSS = """
+    DetailsScreen Label.section { text-style: bold; margin-top: 1; }
+    DetailsScreen #config { padding: 0 1; }
+    DetailsScreen Sparkline { height: 4; margin: 0 1; }
+    DetailsScreen DataTable { height: auto; max-height: 14; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "back"),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    def __init__(self, row: CheckRow) -> None:
+        super().__init__()
+        self.row = row
+        self._reload: Timer | None = None
+
+    @property
+    def lord(self) -> ServerlordApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(id="config")
+            yield Label("Durations, oldest to newest", classes="section")
+            yield Sparkline([], id="chart")
+            yield Static(id="chart-range")
+            yield Label("Recent pings", classes="section")
+            yield DataTable(id="pings", cursor_type="row")
+            yield Label("Flips", classes="section")
+            yield DataTable(id="flips", cursor_type="row")
+            yield Label("Notifications", classes="section")
+            yield Static(
+                "The management API does not list notification deliveries; "
+                f"`serverlord check show {self.row.key}` does.",
+                id="notifications",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        pings = self.query_one("#pings", DataTable)
+        pings.add_columns("#", "Kind", "Time", "Exit", "Duration", "Body")
+        flips = self.query_one("#flips", DataTable)
+        flips.add_columns("Time", "From", "To", "Reason")
+        self.show_config(self.row.data)
+        self.load()
+
+    def changed(self) -> None:
+        """A live event about this check: fetch again, once per burst."""
+        self.show_config(self.row.data)
+        if self._reload is not None:
+            self._reload.stop()
+        self._reload = self.set_timer(RELOAD_PAUSE, self.load)
+
+    @work(exclusive=True, group="details")
+    async def load(self) -> None:
+        client = self.lord.client
+        try:
+            data = await client.check(self.row.key)
+            pings = await client.pings(self.row.key)
+            flips = await client.flips(self.row.key)
+            bodies = {}
+            for ping in pings[:BODIES]:
+                if ping.get("body_url"):
+                    bodies[ping["n"]] = await client.body(ping["body_url"])
+        except ClientError as exc:
+            self.lord.report(
+                f"Cannot show all of “{self.row.name}”: {exc}", "tui_details_failed"
+            )
+            return
+        self.show_config(data)
+        self.show_pings(pings, bodies)
+        self.show_flips(flips)
+
+    def show_config(self, data: dict[str, Any]) -> None:
+        row = self.row
+        status = status_at(row, self.lord.clock())
+        text = Text.assemble(
+            (f" {status} ", STATUS_STYLES[status]), " ", (row.name, "bold"), "\n"
+        )
+        fields = [
+            ("schedule", schedule_words(row)),
+            ("grace", format_duration(row.grace)),
+            ("max run time", _seconds(data.get("max_runtime"))),
+            ("tags", row.tags or NEVER),
+            ("thresholds", f"down after {data.get('failure_threshold', 1)} failed, "
+             f"up after {data.get('recovery_threshold', 1)} good"),
+            ("channels", data.get("channels") or NEVER),
+            ("pings", str(data.get("n_pings", row.n_pings))),
+            ("ping URL", data.get("ping_url") or "(hidden from a read-only key)"),
+            ("description", data.get("desc") or NEVER),
+        ]  # fmt: skip
+        for name, value in fields:
+            text.append(f"{name:>13}  ", style="dim")
+            text.append(f"{value}\n")
+        self.query_one("#config", Static).update(text)
+
+    def show_pings(self, pings: list[dict[str, Any]], bodies: dict[int, bytes]) -> None:
+        table = self.query_one("#pings", DataTable)
+        table.clear()
+        for ping in pings[:100]:
+            duration = ping.get("duration")
+            exit_status = ping.get("exitstatus")
+            table.add_row(
+                str(ping["n"]),
+                ping["type"],
+                _when(ping["date"]),
+                NEVER if exit_status is None else str(exit_status),
+                NEVER if duration is None else short_duration(duration),
+                Text(body_preview(bodies.get(ping["n"], b"")), style="dim"),
+            )
+        durations = [p["duration"] for p in reversed(pings) if p.get("duration")]
+        self.query_one("#chart", Sparkline).data = durations or [0]
+        span = (
+            f"{short_duration(min(durations))} to {short_duration(max(durations))} "
+            f"over {len(durations)} runs"
+            if durations
+            else "no run with a start and an end yet"
+        )
+        self.query_one("#chart-range", Static).update(Text(f" {span}", style="dim"))
+
+    def show_flips(self, flips: list[dict[str, Any]]) -> None:
+        table = self.query_one("#flips", DataTable)
+        table.clear()
+        for flip in flips[:100]:
+            table.add_row(
+                _when(flip["timestamp"]),
+                flip["old_status"],
+                Text(
+                    flip["new_status"], style=STATUS_STYLES.get(flip["new_status"], "")
+                ),
+                flip["reason"],
+            )
+
+
+def _when(text: str) -> str:
+    moment = parse_time(text)
+    if moment is None:
+        return NEVER
+    return datetime.fromtimestamp(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(value: Any) -> str:
+    return format_duration(float(value)) if value else NEVER

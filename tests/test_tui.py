@@ -1,0 +1,429 @@
+"""``serverlord tui`` driven with Textual's pilot against a real server.
+
+Each test starts serverlord (SQLite) on a free port of 127.0.0.1 in the test's
+loop, with HTTP that can be stopped and started again on the same port, and a
+project with an API key. The TUI talks to it over HTTP as it would in a
+terminal; pings go to the real ping URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from textual.coordinate import Coordinate
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Static
+
+from serverlord.config import Settings
+from serverlord.http import api_service
+from serverlord.http.app import build_app
+from serverlord.server import Server
+from serverlord.store import Store
+from serverlord.tui.app import ServerlordApp
+from serverlord.tui.client import Client
+from serverlord.tui.details_screen import DetailsScreen
+from serverlord.tui.form_screen import CheckForm
+from tests.tenants import Tenant, make_tenant
+
+SIZE = (160, 40)
+
+
+@pytest.fixture
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def quick_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api_service, "KEEP_ALIVE", 0.5)
+
+
+class Http:
+    """uvicorn serving the app on one port, stopped and started at will."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        config = uvicorn.Config(
+            self.app, lifespan="off", access_log=False, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
+        self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            await asyncio.sleep(0.005)
+        self.sock = sock
+
+    async def stop(self) -> None:
+        assert self.server is not None and self.task is not None
+        self.server.should_exit = self.server.force_exit = True
+        # As when the process dies: open connections (the event stream) break.
+        for connection in list(self.server.server_state.connections):
+            connection.transport.close()
+        await self.task
+        self.sock.close()
+
+
+@dataclass
+class Served:
+    base_url: str
+    tenant: Tenant
+    client: httpx.AsyncClient
+    http: Http
+
+    async def create(self, **fields: Any) -> dict[str, Any]:
+        resp = await self.client.post(
+            "/api/v3/checks/", json=fields, headers=self.tenant.rw
+        )
+        assert resp.status_code == 201, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def get(self, uuid: str) -> httpx.Response:
+        return await self.client.get(f"/api/v3/checks/{uuid}", headers=self.tenant.rw)
+
+    def app(self, key: str | None = None, **options: Any) -> ServerlordApp:
+        client = Client(self.base_url, key or self.tenant.write)
+        return ServerlordApp(client, metrics_every=0.5, **options)
+
+
+@pytest.fixture
+async def served(settings: Settings, store: Store) -> AsyncIterator[Served]:
+    server = Server(settings, store)
+    await server.start()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    settings.base_url = base_url = f"http://127.0.0.1:{port}"
+    http = Http(build_app(server, settings), port)
+    await http.start()
+    tenant = await make_tenant(store)
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        yield Served(base_url, tenant, client, http)
+    if http.server is not None and not http.server.should_exit:
+        await http.stop()
+    await server.stop()
+
+
+async def until(
+    pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0
+) -> float:
+    """Seconds until ``condition`` held; fails the test after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"still not so after {timeout} s")
+        await pilot.pause(0.02)
+    return time.monotonic() - start
+
+
+def table(app: ServerlordApp) -> DataTable[Any]:
+    return app.main.query_one("#checks", DataTable)
+
+
+def cell(app: ServerlordApp, uuid: str, column: str) -> str:
+    return str(table(app).get_cell(uuid, column))
+
+
+def names(app: ServerlordApp) -> list[str]:
+    grid = table(app)
+    return [str(grid.get_cell(row.key, "name")) for row in grid.ordered_rows]
+
+
+def header(app: ServerlordApp) -> str:
+    return str(app.main.query_one("#summary", Static).render())
+
+
+def banner(app: ServerlordApp) -> str:
+    shown = app.main.query_one("#banner", Static)
+    return str(shown.render()) if shown.has_class("shown") else ""
+
+
+async def test_the_table_fills_with_the_projects_checks(served: Served) -> None:
+    await served.create(name="backup", tags="db nightly", timeout=3600)
+    await served.create(name="report", schedule="0 3 * * *", tz="Europe/Riga")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 2)
+        await until(pilot, lambda: "live" in header(app))
+
+        assert sorted(names(app)) == ["backup", "report"]
+        rows = {str(table(app).get_cell(r.key, "name")): r.key.value or ""
+                for r in table(app).ordered_rows}  # fmt: skip
+        assert cell(app, rows["backup"], "schedule") == "every 1h"
+        assert cell(app, rows["report"], "schedule") == "cron 0 3 * * * Europe/Riga"
+        assert cell(app, rows["backup"], "tags") == "db nightly"
+        assert cell(app, rows["backup"], "status").strip() == "new"
+        assert "2 new" in header(app)
+
+
+async def test_a_ping_shows_in_its_row_within_a_second(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        assert cell(app, check["uuid"], "last") == "never"
+
+        start = await served.client.get(f"{check['ping_url']}/start")
+        assert start.status_code == 200
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " started ")
+        await asyncio.sleep(0.2)
+        sent = time.monotonic()
+        done = await served.client.post(check["ping_url"], content=b"done")
+        assert done.status_code == 200
+        waited = await until(
+            pilot, lambda: cell(app, check["uuid"], "last") == "0s ago", 1.0
+        )
+
+        assert time.monotonic() - sent < 1.0, waited
+        assert cell(app, check["uuid"], "status") == " up "
+        assert cell(app, check["uuid"], "next").startswith("in 59m")
+        assert cell(app, check["uuid"], "duration").endswith("ms")
+        assert cell(app, check["uuid"], "late") == "—"
+
+
+async def test_a_check_that_goes_down_turns_red_and_says_down(served: Served) -> None:
+    check = await served.create(name="quick", timeout=1, grace=1)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await served.client.get(check["ping_url"])
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
+        status = table(app).get_cell(check["uuid"], "status")
+        assert "green" in str(status.style)
+
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ", 6)
+        status = table(app).get_cell(check["uuid"], "status")
+        assert "red" in str(status.style)
+        await until(pilot, lambda: "1 down" in header(app), 1)
+
+
+async def test_the_filter_matches_names_tags_and_statuses(served: Served) -> None:
+    await served.create(name="db backup", tags="nightly", timeout=3600)
+    await served.create(name="web", tags="frontend", timeout=3600)
+    paused = await served.create(name="old cleanup", tags="nightly", timeout=3600)
+    await served.client.post(paused["pause_url"], headers=served.tenant.rw)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 3)
+
+        await pilot.press("slash", *"nightly", "enter")
+        assert sorted(names(app)) == ["db backup", "old cleanup"]
+
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"nightly new", "enter")
+        assert names(app) == ["db backup"]
+
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"paused", "enter")
+        assert names(app) == ["old cleanup"]
+
+        await pilot.press("escape")
+        assert table(app).row_count == 3
+
+
+async def test_s_cycles_the_sort(served: Served) -> None:
+    late = await served.create(name="b", timeout=60)
+    await served.create(name="c", timeout=3600)
+    await served.create(name="a", timeout=7200)
+    await served.client.get(late["ping_url"])
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 3)
+        # By status first: the one that was pinged is up, after the new ones.
+        assert names(app) == ["a", "c", "b"]
+
+        await pilot.press("s")
+        assert names(app) == ["a", "b", "c"]
+        assert "by name" in header(app)
+
+        await pilot.press("s")  # last ping: the pinged one first
+        assert names(app)[0] == "b"
+
+        await pilot.press("s")  # next due: only b has one
+        assert names(app)[0] == "b"
+        assert "by next due" in header(app)
+
+
+async def test_p_pauses_and_r_resumes_the_selected_check(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    await served.client.get(check["ping_url"])
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("p")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " paused ")
+        assert (await served.get(check["uuid"])).json()["status"] == "paused"
+
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " new ")
+        assert (await served.get(check["uuid"])).json()["status"] == "new"
+
+
+async def test_an_action_the_server_refuses_shows_its_reason(
+    served: Served, tmp_path: Path
+) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("r")  # not paused: the server says 409
+        await until(pilot, lambda: bool(app._notifications))
+        [shown] = list(app._notifications)
+        assert "Cannot resume “backup”: check is not paused (HTTP 409)" in shown.message
+        assert (await served.get(check["uuid"])).json()["status"] == "new"
+
+
+async def test_n_opens_a_form_that_validates_as_you_type_and_creates(
+    served: Served,
+) -> None:
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#name", Input).value = "nightly report"
+        form.query_one("#schedule", Input).value = "61 * * * *"
+        problems = form.query_one("#problems", Static)
+        await until(pilot, lambda: "bad minute" in str(problems.render()))
+        assert form.query_one("#save").disabled
+
+        form.query_one("#schedule", Input).value = "0 3 * * *"
+        form.query_one("#tz", Input).value = "Europe/Riga"
+        form.query_one("#tags", Input).value = "reports"
+        await until(pilot, lambda: str(problems.render()) == "")
+        assert not form.query_one("#save").disabled
+        preview = str(form.query_one("#preview", Static).render())
+        assert preview.startswith("Next due: ") and preview.count(",") == 4
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: table(app).row_count == 1)
+
+    listed = await served.client.get("/api/v3/checks/", headers=served.tenant.rw)
+    [made] = listed.json()["checks"]
+    assert (made["name"], made["schedule"], made["tz"], made["tags"]) == (
+        "nightly report", "0 3 * * *", "Europe/Riga", "reports",
+    )  # fmt: skip
+
+
+async def test_e_edits_the_selected_check(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await pilot.press("e")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        assert form.query_one("#schedule", Input).value == "1h"
+        form.query_one("#schedule", Input).value = "5m"
+        form.query_one("#name", Input).value = "backup v2"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: cell(app, check["uuid"], "name") == "backup v2")
+        assert cell(app, check["uuid"], "schedule") == "every 5m"
+
+    data = (await served.get(check["uuid"])).json()
+    assert (data["name"], data["timeout"]) == ("backup v2", 300)
+
+
+async def test_d_deletes_only_after_a_yes(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("d", "n")
+        await pilot.pause(0.2)
+        assert (await served.get(check["uuid"])).status_code == 200
+        assert table(app).row_count == 1
+
+        await pilot.press("d", "y")
+        await until(pilot, lambda: table(app).row_count == 0)
+        assert (await served.get(check["uuid"])).status_code == 404
+
+
+async def test_enter_shows_details_and_esc_goes_back(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    ping_url = check["ping_url"]
+    await served.client.get(f"{ping_url}/start")
+    await served.client.post(f"{ping_url}/3", content=b"disk full \x1b[2J\xff")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        pings = details.query_one("#pings", DataTable)
+        await until(pilot, lambda: pings.row_count == 2)
+        config = str(details.query_one("#config", Static).render())
+        assert ping_url in config
+        [kind, exit_status, body] = [
+            str(pings.get_cell_at(Coordinate(0, column))) for column in (1, 3, 5)
+        ]
+        assert (kind, exit_status) == ("fail", "3")
+        assert body == "disk full \\x1b[2J\\xff"
+        flips = details.query_one("#flips", DataTable)
+        await until(pilot, lambda: flips.row_count == 1)
+
+        await pilot.press("escape")
+        assert app.screen is app.main
+
+
+async def test_a_wrong_key_says_so(served: Served) -> None:
+    app = served.app(key="x" * 32)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "refused the API key" in banner(app))
+        assert "wrong api key" in banner(app)
+        assert "key refused" in header(app)
+
+
+async def test_a_stopped_server_shows_a_banner_then_reconnects(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await until(pilot, lambda: "live" in header(app))
+
+        await served.http.stop()
+        await until(pilot, lambda: "unreachable" in banner(app))
+        assert "(stale)" in banner(app)
+        assert table(app).has_class("stale")
+        assert table(app).row_count == 1  # the last data is kept
+
+        await served.http.start()
+        await served.client.get(check["ping_url"])
+        await until(pilot, lambda: "live" in header(app), 20)
+        assert banner(app) == ""
+        assert not table(app).has_class("stale")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
