@@ -29,13 +29,11 @@ import uuid
 from pathlib import Path
 
 from serverlord.apprise_urls import describe_url
+from serverlord.bench.target import Target, free_port
 from serverlord.channels import Channel
 from serverlord.checks import UP, Check
 from serverlord.schedules import Schedule
 from serverlord.store.sqlite import SqliteStore
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ping_load import free_port, start_server  # type: ignore[import-not-found]
 
 FLIP_ID = re.compile(r"Flip: #(\d+)")
 
@@ -139,8 +137,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         db, hook, args.latency_checks, args.wave, wave_at
     )
 
-    port = free_port()
-    server = await asyncio.to_thread(start_server, data_dir, port)
+    target = Target(data_dir)
+    await asyncio.to_thread(target.start)
+    port = target.port
     try:
         import httpx
 
@@ -153,8 +152,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(0.1)
         last_arrival = max(receiver.arrivals.values(), default=float("nan"))
     finally:
-        server.terminate()
-        await asyncio.to_thread(server.wait, 30)
+        await asyncio.to_thread(target.stop)
         server_socket.close()
 
     latency_flips = flips_of(db, latency_ids)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ping_load import free_port  # type: ignore[import-not-found]
+from serverlord.bench.target import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0

@@ -31,10 +31,11 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-from ping_load import builtin_load, free_port, run_wrk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from serverlord.bench.load import load as bench_load
+from serverlord.bench.target import free_port
 from serverlord.checks import SHARD_COUNT, Check
 from serverlord.schedules import Schedule
 from serverlord.store import Store
@@ -115,12 +116,9 @@ async def wait_holders(url: str, wanted: list[int], timeout: float) -> float:
     return time.monotonic() - began
 
 
-def load(
-    port: int, ids: list[str], ids_file: Path, seconds: int, conns: int
-) -> dict[str, float]:
-    if shutil.which("wrk"):
-        return run_wrk(port, ids_file, seconds, conns)
-    return asyncio.run(builtin_load(port, ids, seconds, conns))
+def load(port: int, ids: list[str], seconds: int, conns: int) -> dict[str, float]:
+    figures = bench_load(port, ids, seconds, conns)
+    return {k: v for k, v in figures.items() if isinstance(v, float)}
 
 
 def ingest(
@@ -131,16 +129,14 @@ def ingest(
     root: Path,
     args: argparse.Namespace,
 ) -> dict[str, object]:
-    ids_file = root / "ids.txt"
-    ids_file.write_text("\n".join(ids) + "\n")
     port = free_port()
     proc = serve(port, root / name, url, workers)
     try:
         asyncio.run(wait_ready(port, proc))
         if workers > 1:
             asyncio.run(wait_holders(url, [SHARD_COUNT // workers] * workers, 30))
-        load(port, ids, ids_file, 2, args.connections)  # warm up
-        figures = load(port, ids, ids_file, args.seconds, args.connections)
+        load(port, ids, 2, args.connections)  # warm up
+        figures = load(port, ids, args.seconds, args.connections)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -220,9 +216,9 @@ def main() -> None:
     print(f"{header[0]:<12}" + "".join(f"{h:>9}" for h in header[1:]))
     for row in results:
         print(
-            f"{row['setup']:<12}{row['workers']:>9}{row['requests_per_s']:>9,.0f}"
+            f"{row['setup']:<12}{row['workers']:>9}{row['ok_per_s']:>9,.0f}"
             f"{row.get('p50_ms', 0):>9.2f}{row.get('p99_ms', 0):>9.2f}"
-            f"{row['non_2xx']:>9.0f}"
+            f"{row['errors']:>9.0f}"
         )
     print(
         f"failover (kill -9 to every shard taken): median "

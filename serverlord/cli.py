@@ -27,6 +27,7 @@ from serverlord.account_commands import (
     in_project,
     project_or_default,
 )
+from serverlord.bench import add_bench_command
 from serverlord.channel_commands import add_channel_commands, channel_ids
 from serverlord.checks import Check
 from serverlord.config import Settings, SettingsError, add_arguments, settings_from
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_commands(commands)
     add_db_commands(commands)
     add_tui_command(commands)
+    add_bench_command(commands)
     return parser
 
 

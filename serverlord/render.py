@@ -40,6 +40,10 @@ def safe_text(data: bytes, limit: int | None = None) -> str:
         if limit
         else data.decode("utf-8", "replace")
     )
+    # Nearly all text is printable already: one C-level test spares the
+    # character-by-character copy, a good part of composing an alert.
+    if text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable():
+        return text
     return "".join(
         ch if ch.isprintable() or ch in "\n\t" else f"\\x{ord(ch):02x}" for ch in text
     )

@@ -1,0 +1,205 @@
+"""``serverlord bench``: a tiny run of each scenario through the real command.
+
+These tests check that every scenario completes and reports sane figures
+(positive, percentiles in order); they never judge a speed, which depends on
+the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serverlord.bench.target import Target
+from serverlord.config import LEGACY_VARIABLES
+
+pytestmark = pytest.mark.slow
+
+
+def clean_env() -> dict[str, str]:
+    """This machine's environment without anything that would choose a store."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SERVERLORD_", "PG", "OTEL_"))
+        and k not in LEGACY_VARIABLES
+    }
+
+
+def bench(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = clean_env()
+    return subprocess.run(
+        [sys.executable, "-m", "serverlord", "bench", *argv, "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def report(*argv: str) -> dict[str, Any]:
+    done = bench(*argv, "--json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def assert_ordered(figures: dict[str, float]) -> None:
+    values = [figures[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")]
+    assert 0 <= values[0] <= values[1] <= values[2] <= values[3]
+
+
+def test_setup_creates_the_users_and_checks_it_was_asked_for() -> None:
+    result = report("setup", "--users", "20", "--checks", "300")
+
+    assert result["users"] == 20
+    assert result["checks"] == 300
+    assert result["checks_per_s"] > 0
+    assert result["users_per_s"] > 0
+
+
+def test_setup_prints_a_table() -> None:
+    done = bench("setup", "--users", "2", "--checks", "10")
+
+    assert done.returncode == 0, done.stderr
+    assert "checks created" in done.stdout
+    assert "10" in done.stdout
+
+
+def test_ingest_reports_each_connection_count_beside_the_bare_responder() -> None:
+    result = report(
+        "ingest", "--checks", "50", "--seconds", "1", "--connections", "1,4"
+    )
+
+    assert [level["connections"] for level in result["levels"]] == [1, 4]
+    for level in result["levels"]:
+        ours, bare = level["serverlord"], level["bare"]
+        assert ours["ok_per_s"] > 0 and bare["ok_per_s"] > 0
+        assert ours["errors"] == 0
+        assert_ordered(ours)
+        assert_ordered(bare)
+        assert level["ratio"] > 0
+    assert result["cpu_us_per_ping"] > 0
+
+
+def test_ingest_holds_a_rate_with_the_builtin_client() -> None:
+    result = report(
+        "ingest",
+        "--checks",
+        "20",
+        "--seconds",
+        "1",
+        "--connections",
+        "2",
+        "--rate",
+        "100",
+        "--no-wrk",
+    )
+
+    level = result["levels"][0]
+    assert level["serverlord"]["generator"] == "builtin"
+    assert 0 < level["serverlord"]["ok_per_s"] <= 150
+    assert_ordered(level["serverlord"])
+
+
+def test_lag_flips_every_silent_check() -> None:
+    result = report(
+        "lag",
+        "--checks",
+        "100",
+        "--lag-checks",
+        "20",
+        "--seconds",
+        "1",
+        "--connections",
+        "2",
+    )
+
+    assert result["flipped"] == result["silent_checks"] == 20
+    assert_ordered(result["lag"])
+    assert result["traffic"]["ok_per_s"] > 0
+
+
+def test_wave_flips_and_alerts_every_check() -> None:
+    result = report("wave", "--wave", "50", "--lead", "3", "--timeout", "30")
+
+    assert result["flipped"] == result["delivered"] == 50
+    assert 0 <= result["all_flipped_s"] <= result["all_delivered_s"]
+
+
+def test_memory_measures_an_empty_and_a_loaded_server() -> None:
+    result = report("memory", "--checks", "500")
+
+    assert result["empty_rss_bytes"] > 0
+    assert result["loaded_rss_bytes"] > 0
+    assert result["startup_s"] > 0
+    assert result["checks"] == 500
+
+
+def test_setup_and_ingest_load_a_running_server_through_its_api(
+    tmp_path: Path,
+) -> None:
+    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(tmp_path)}
+    added = subprocess.run(
+        [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    key = re.search(r"API key \(read-write\): (\S+)", added.stdout)
+    assert key is not None, added.stdout
+    server = Target(tmp_path)
+    server.start()
+    try:
+        created = report(
+            "setup", "--url", server.url, "--api-key", key[1], "--checks", "40"
+        )
+        loaded = report(
+            "ingest",
+            "--url",
+            server.url,
+            "--api-key",
+            key[1],
+            "--seconds",
+            "1",
+            "--connections",
+            "2",
+        )
+    finally:
+        server.stop()
+
+    assert created["checks"] == 40 and created["users"] == 0
+    assert loaded["checks"] == 40
+    assert loaded["levels"][0]["serverlord"]["ok_per_s"] > 0
+    assert loaded["levels"][0]["serverlord"]["errors"] == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lag", "--url", "http://127.0.0.1:9", "--api-key", "k"], "own server only"),
+        (["ingest", "--url", "http://127.0.0.1:9"], "--url needs --api-key"),
+        (["ingest", "--url", "ftp://x"], "must be http://HOST:PORT"),
+        (["ingest", "--connections", "0"], "each count must be 1-10000"),
+        (["ingest", "--seconds", "0"], "--seconds: 0 is not between"),
+        (["memory", "--database-url", "postgresql://x@127.0.0.1/db"], "SQLite only"),
+        (["nothing"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_a_precise_message(
+    argv: list[str], message: str
+) -> None:
+    done = bench(*argv, timeout=30)
+
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
