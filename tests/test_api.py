@@ -305,6 +305,35 @@ async def add_channel(live: Live, tenant: Tenant, name: str) -> Channel:
     return channel
 
 
+async def test_a_checks_delivery_attempts_are_listed_newest_first(
+    live: Live, alice: Tenant, bob: Tenant
+) -> None:
+    channel = await add_channel(live, alice, "ops")
+    check = await create(live, alice, name="a", channels="*")
+    path = f"{check['update_url']}/notifications/"
+    empty = await live.client.get(path, headers=alice.rw)
+
+    await live.client.get(f"/ping/{check['uuid']}/fail")
+    began = time.monotonic()
+    while True:
+        resp = await live.client.get(path, headers=alice.rw)
+        attempts = resp.json()["notifications"]
+        if attempts or time.monotonic() - began > 15:
+            break
+        await asyncio.sleep(0.1)
+    theirs = await live.client.get(path, headers=bob.rw)
+
+    assert empty.status_code == 200 and empty.json() == {"notifications": []}
+    assert attempts, "no delivery attempt listed"
+    first = attempts[0]
+    assert first["channel"] == channel.id and first["channel_name"] == "ops"
+    assert first["kind"] == "down"
+    # Port 9 of 127.0.0.1 takes no connection: the attempt failed and says why.
+    assert first["ok"] is False and first["error"]
+    assert first["at"].endswith("+00:00")
+    assert theirs.status_code == 404
+
+
 # Read, update, delete
 
 
@@ -469,6 +498,7 @@ async def test_a_list_shows_only_the_keys_project(
         ("POST", "{check}/resume"),
         ("GET", "{check}/pings/"),
         ("GET", "{check}/pings/1/body"),
+        ("GET", "{check}/notifications/"),
         ("GET", "/api/v3/channels/"),
     ],
 )

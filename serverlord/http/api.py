@@ -47,6 +47,8 @@ from serverlord.http.api_schema import (
     CheckSpec,
     ErrorOut,
     FlipList,
+    NotificationList,
+    NotificationOut,
     PingList,
 )
 from serverlord.http.api_service import (
@@ -63,6 +65,7 @@ from serverlord.http.api_support import (
 from serverlord.http.badges import badge_urls
 from serverlord.http.headers import API_HEADERS
 from serverlord.keyed_lock import KeyedLock
+from serverlord.render import attempt_json
 from serverlord.store.base import (
     ConflictError,
     StoreError,
@@ -72,6 +75,7 @@ API_PATH = "/api/v3"
 BODY_LIMIT = 100_000
 """Largest request body the API reads; larger ones get 413."""
 PINGS_LISTED = 1000
+NOTIFICATIONS_LISTED = 100
 FLIP_SECONDS_MAX = 31_536_000
 TIMESTAMP_MAX = 10_000_000_000
 """Year 2286: later flip filters are refused, as Healthchecks does."""
@@ -276,6 +280,23 @@ def api_router(service: ApiService) -> Router:
         )
 
     @get(
+        "/checks/{code:str}/notifications/",
+        status_code=200,
+        summary=f"The last {NOTIFICATIONS_LISTED} attempts to deliver the "
+        "check's alerts, newest first (serverlord's own)",
+        **common,
+    )
+    async def notifications(
+        request: Request[Any, Any, Any], code: FromPath[str]
+    ) -> NotificationList:
+        access = await service.authorize(request, {}, write=True)
+        check = await service.find_check(access, code)
+        attempts = await store.recent_attempts(check.id, NOTIFICATIONS_LISTED)
+        return NotificationList(
+            [NotificationOut(**attempt_json(attempt)) for attempt in attempts]
+        )
+
+    @get(
         "/checks/{code:str}/pings/{n:str}/body",
         status_code=200,
         summary="A ping's body, as it came",
@@ -382,6 +403,7 @@ def api_router(service: ApiService) -> Router:
             resume,
             pings,
             ping_body,
+            notifications,
             flips,
             channels,
             badges,

@@ -154,6 +154,24 @@ class FlipList(msgspec.Struct):
     flips: list[FlipOut]
 
 
+class NotificationOut(msgspec.Struct, kw_only=True):
+    """One attempt to deliver a check's alert (serverlord's own addition)."""
+
+    at: str
+    ok: bool
+    state: str
+    kind: str
+    channel: str
+    channel_name: str
+    latency: float | None
+    error: str | None
+    flip_id: int | None
+
+
+class NotificationList(msgspec.Struct):
+    notifications: list[NotificationOut]
+
+
 class ChannelOut(msgspec.Struct):
     id: str
     name: str
