@@ -244,6 +244,25 @@ async def test_guessed_keys_never_use_up_the_real_keys_requests(
 
 
 @pytest.mark.parametrize("settings", [{"api_rate_limit": 5}], indirect=True)
+async def test_wrong_keys_from_an_address_never_lock_out_its_valid_keys(
+    live: Live, alice: Tenant, bob: Tenant
+) -> None:
+    # Everyone behind one proxy shares its address.
+    guesses = [
+        await live.client.get(CHECKS, headers={"X-Api-Key": secrets.token_hex(16)})
+        for _ in range(8)
+    ]
+    owners = [
+        await live.client.get(CHECKS, headers=tenant.rw) for tenant in (alice, bob)
+    ]
+    missing = await live.client.get(CHECKS)
+
+    assert [g.status_code for g in guesses] == [401] * 5 + [429] * 3
+    assert [o.status_code for o in owners] == [200, 200]
+    assert missing.status_code == 429
+
+
+@pytest.mark.parametrize("settings", [{"api_rate_limit": 5}], indirect=True)
 async def test_a_key_in_the_json_body_is_counted_against_that_key(
     live: Live, alice: Tenant, bob: Tenant
 ) -> None:

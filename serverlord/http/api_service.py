@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from litestar import Request
@@ -92,27 +92,30 @@ class ApiService:
     async def authorize(
         self, request: Request[Any, Any, Any], document: dict[str, Any], write: bool
     ) -> Access:
-        # A request counts against its key only once the key is proven, so
-        # that guessed keys never use up a real key's requests; until then,
-        # and for every refused key, it counts against the client address.
-        address = "address:" + client_address(request, self.trusted_proxy)
-        self._limit(self._limiter.wait(address))
+        # A request counts against its key once the key is proven, and only
+        # then, so that guessed keys never use up a real key's requests; a
+        # refused request counts against the client address, and an address
+        # out of requests gets 429 for its refused keys alone: a stranger
+        # sharing it (behind one proxy) cannot lock valid keys out.
         key = request.headers.get("x-api-key")
         if key is None:
             key = str(document.get("api_key", ""))
         if len(key) != KEY_LENGTH:
-            self._limiter.take(address)
-            raise ApiError(401, "missing api key")
+            self._refuse(request, "missing api key")
         stored: ApiKey | None = await self.store.get_api_key(key[:KEY_ID_LENGTH])
         if stored is None:
             digest(key)  # the same work as a found key, so timing tells nothing
-            self._limiter.take(address)
-            raise ApiError(401, "wrong api key")
+            self._refuse(request, "wrong api key")
+        assert stored is not None
         if not key_matches(key, stored) or (write and stored.read_only):
-            self._limiter.take(address)
-            raise ApiError(401, "wrong api key")
+            self._refuse(request, "wrong api key")
         self._limit(self._limiter.take("key:" + stored.id))
         return Access(await self._project(stored.project), stored.read_only, stored.id)
+
+    def _refuse(self, request: Request[Any, Any, Any], reason: str) -> NoReturn:
+        address = "address:" + client_address(request, self.trusted_proxy)
+        self._limit(self._limiter.take(address))
+        raise ApiError(401, reason)
 
     def _limit(self, wait: float) -> None:
         if wait:
