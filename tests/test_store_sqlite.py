@@ -47,3 +47,21 @@ async def test_the_synchronous_setting_reaches_the_writer(
         await store.close()
 
     assert seen == pragma
+
+
+async def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "serverlord.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        modes = {
+            p.name: p.stat().st_mode & 0o777
+            for p in [path.parent, *path.parent.iterdir()]
+            if not p.name.endswith(".lock")
+        }
+    finally:
+        await store.close()
+
+    assert modes["data"] == 0o700
+    assert modes["serverlord.sqlite3"] == 0o600
+    assert modes["serverlord.sqlite3-wal"] == 0o600

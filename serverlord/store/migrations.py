@@ -42,7 +42,7 @@ def _migrate_sqlite(path: Path) -> Migrated:
 
     database = f"sqlite:///{path}"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn = connect(path)
     except (OSError, sqlite3.Error) as exc:
         raise StoreUnavailableError(f"cannot open {database}: {exc}") from exc

@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -73,7 +74,19 @@ WAL_SWITCH_TIMEOUT = 5.0
 """Longest wait to switch a new database file to WAL mode."""
 
 
+def make_private(path: Path) -> None:
+    """Create the database's folder (0700) and file (0600) when missing.
+
+    The file holds webhook secrets, keys' digests and job output; SQLite
+    gives its -wal and -shm files the database file's mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    if not path.exists():
+        make_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     # Other processes (the CLI) write to the same file: wait for them briefly
@@ -334,7 +347,7 @@ class SqliteStore(SqliteProjects):
                 "`serverlord db migrate`, or let it be created on start with "
                 "--auto-migrate true"
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         conn = await asyncio.to_thread(connect, self.path, synchronous=self.synchronous)
         try:
             if self.auto_migrate:
@@ -355,7 +368,7 @@ class SqliteStore(SqliteProjects):
         Claims of deliveries are released at start-up, which is only safe when
         no other server shares the file.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the process
         try:
