@@ -253,8 +253,9 @@ def _rate(text: str) -> float:
         value = float(text.strip())
     except ValueError:
         raise ValueError("not a number") from None
-    if not 0.0 <= value <= 100_000.0:
-        raise ValueError("must be between 0 and 100000")
+    if value != 0.0 and not 0.01 <= value <= 100_000.0:
+        # Below 0.01 a bucket would take days to refill and never be dropped.
+        raise ValueError("must be 0 (no limit) or between 0.01 and 100000")
     return value
 
 

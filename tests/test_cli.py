@@ -510,6 +510,9 @@ def test_check_commands_read_the_database_url_from_the_environment(
         ("SERVERLORD_PORT", "not-a-port"),
         ("SERVERLORD_SHARDS", "0"),
         ("SERVERLORD_TRUSTED_PROXY", "maybe"),
+        ("SERVERLORD_PING_RATE_LIMIT", "1e-300"),
+        ("SERVERLORD_PING_RATE_LIMIT", "-1"),
+        ("SERVERLORD_PING_RATE_LIMIT", "nan"),
     ],
 )
 def test_a_bad_environment_variable_is_refused_by_name(
