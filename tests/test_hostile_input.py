@@ -287,6 +287,28 @@ def test_a_head_over_the_limit_gets_431(target: Target) -> None:
     assert target.n_pings() == before
 
 
+def test_a_header_line_that_never_ends_gets_431_without_waiting(
+    target: Target,
+) -> None:
+    # The parser reports a header only once its line ends: the raw bytes of
+    # the head are counted too, so a line sent without end is refused early.
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", target.server.port)) as sock:
+        sock.settimeout(5.0)
+        sock.sendall(
+            b"GET /ping/%s HTTP/1.1\r\nHost: a\r\nX-Big: " % target.check.encode()
+        )
+        try:
+            for _ in range(64):
+                sock.sendall(b"a" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = read_all(sock)
+
+    assert status_of(answer) == 431
+    assert time.monotonic() - began < HEAD_TIMEOUT
+
+
 def test_a_trickled_head_gets_408_while_other_pings_get_200(target: Target) -> None:
     before = target.n_pings()
     answers: list[bytes] = []

@@ -20,6 +20,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD = 32 * 1024
 """Bytes of the request line and headers together."""
 MAX_HEADERS = 100
+HEAD_SLACK = 256 * 1024
+"""Bytes read beyond MAX_HEAD before an unfinished head is refused: the
+parser reports a header only once its line ends. The raw count starts with
+the first read in which no request ended, so a head may be up to one read
+longer than counted."""
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 
@@ -37,6 +42,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_size = 0
+        self._in_head = True
+        self._raw_head = 0
+        self._ended_in_read = False
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -47,6 +55,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._ended_in_read = False
+        super().data_received(data)
+        # A header line that never ends is never reported by the parser,
+        # which keeps appending to it: count the raw bytes of a head too,
+        # from the first read in which no request (or head) ended.
+        if not self._in_head or self._refused:
+            return
+        self._raw_head = 0 if self._ended_in_read else self._raw_head + len(data)
+        if self._raw_head > MAX_HEAD + HEAD_SLACK:
+            self._answer(431)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -64,10 +86,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        self._in_head, self._ended_in_read = False, True
         self._arm(BODY_TIMEOUT)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._in_head, self._ended_in_read = True, True
         self._disarm()
         super().on_message_complete()
 
