@@ -158,3 +158,38 @@ async def test_a_uuid_ping_still_needs_a_uuid(live: Live, alice: Tenant) -> None
     resp = await live.client.get(f"/ping/{alice.project.ping_key}")
 
     assert resp.status_code == 404
+
+
+async def test_a_flood_of_new_slugs_creates_its_share_then_gets_429(
+    live: Live, alice: Tenant
+) -> None:
+    from serverlord.http.ping import NEW_CHECKS_BURST, NEW_CHECKS_PER_SECOND
+
+    began = time.monotonic()
+    answers = []
+    for first in range(0, NEW_CHECKS_BURST + 100, 100):
+        answers += await asyncio.gather(
+            *(
+                live.client.get(url(alice, f"job-{n}") + "?create=1")
+                for n in range(first, first + 100)
+            )
+        )
+    took = time.monotonic() - began
+    existing = await live.client.get(url(alice, "job-0") + "?create=1")
+
+    created = [a for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(created) + len(refused) == len(answers)
+    # The burst, and one more a second while the flood lasted.
+    assert (
+        NEW_CHECKS_BURST
+        <= len(created)
+        <= NEW_CHECKS_BURST + took * NEW_CHECKS_PER_SECOND + 1
+    )
+    assert refused, "nothing was refused"
+    assert refused[0].text == "too many new checks, slow down"
+    assert refused[0].headers["retry-after"] == "1"
+    checks = await live.store.project_checks(alice.project.id)
+    assert len(checks) == len(created)
+    # Pings to checks that exist are not held back.
+    assert existing.status_code == 200

@@ -40,7 +40,16 @@ SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 USER_AGENT_LIMIT = 200
 NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
 BURST_SECONDS = 10.0
+NEW_CHECKS_BURST = 500
+"""Checks one project's pings may create at once with ``?create=1``..."""
+NEW_CHECKS_PER_SECOND = 1.0
+"""...and then at this rate: a leaked ping key cannot flood a project."""
+TOO_MANY_NEW = "too many new checks, slow down"
 """A check may send this many seconds' worth of its ping rate limit at once."""
+
+
+class TooManyNewChecksError(Exception):
+    """The project's pings created their share of checks for now."""
 
 
 class PingService:
@@ -60,6 +69,7 @@ class PingService:
         """Where slug URLs are looked up; without one they are not served."""
         self._ping_keys: dict[str, str] = {}
         self._creating = KeyedLock()
+        self._new_checks = RateLimiter(NEW_CHECKS_PER_SECOND, NEW_CHECKS_BURST)
         self.body_limit = body_limit
         self.trusted_proxy = trusted_proxy
         self.meter = meter
@@ -88,9 +98,11 @@ class PingService:
             headers = dict(self.headers)
             if status == 503:
                 headers["Retry-After"] = "1"
-            elif status == 429 and self.limiter is not None:
+            elif status == 429:
                 # One token comes back in 1/rate seconds, always the same.
-                headers["Retry-After"] = self.limiter.retry_after(1 / self.limiter.rate)
+                limiter = self._new_checks if text == TOO_MANY_NEW else self.limiter
+                assert limiter is not None
+                headers["Retry-After"] = limiter.retry_after(1 / limiter.rate)
             answer = ASGIResponse(
                 body=b"" if head else text.encode(),
                 content_length=len(text.encode()),
@@ -161,6 +173,8 @@ class PingService:
             created = False
             if not check_ids and request.query_params.get("create") == "1":
                 check_ids, created = await self._create(project, slug)
+        except TooManyNewChecksError:
+            return self.answer(request, 429, TOO_MANY_NEW)
         except StoreError:
             return self.answer(request, 503, "store unavailable, try again")
         if not check_ids:
@@ -192,6 +206,8 @@ class PingService:
             check_ids = await self._slug_checks(project, slug)
             if check_ids:
                 return check_ids, False
+            if self._new_checks.take(project):
+                raise TooManyNewChecksError
             check = new_check(project)
             check.name = check.slug = slug
             channels = await self.store.project_channels(project)
