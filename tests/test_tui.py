@@ -427,3 +427,30 @@ async def test_a_stopped_server_shows_a_banner_then_reconnects(served: Served) -
         assert banner(app) == ""
         assert not table(app).has_class("stale")
         await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
+
+
+async def test_a_down_check_whose_next_run_fails_stays_down(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    ping_url = check["ping_url"]
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await served.client.get(f"{ping_url}/fail")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ")
+
+        await served.client.get(f"{ping_url}/start")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " started ")
+        await served.client.get(f"{ping_url}/1")
+        await until(pilot, lambda: cell(app, check["uuid"], "last") == "0s ago")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ")
+        await pilot.pause(0.3)
+        assert cell(app, check["uuid"], "status") == " down "
+        assert (await served.get(check["uuid"])).json()["status"] == "down"
+
+        # A success ends the next run up, as the server says.
+        await served.client.get(f"{ping_url}/start")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " started ")
+        await served.client.get(f"{ping_url}/0")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
+        assert (await served.get(check["uuid"])).json()["status"] == "up"

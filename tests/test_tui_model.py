@@ -102,6 +102,43 @@ def test_a_ping_moves_the_due_time_and_says_how_late_it_came() -> None:
     assert check.n_pings == 5
 
 
+def ended_run(check: CheckRow, kind: str, exit_status: int | None = None) -> str:
+    apply_ping(check, {"type": "start", "date": "2026-03-01T12:00:00+00:00"})
+    assert check.status == "started"
+    apply_ping(
+        check,
+        {"type": kind, "date": "2026-03-01T12:00:05+00:00", "exitstatus": exit_status},
+    )
+    return check.status
+
+
+def test_a_run_that_fails_ends_down_never_up() -> None:
+    # The repro: down, then /start, then /1 (kind fail, exit status 1).
+    assert ended_run(row(status="down"), "fail", 1) == "down"
+    assert ended_run(row(status="down"), "fail") == "down"
+    # With the default failure threshold (1) one failure turns an up check down.
+    assert ended_run(row(status="up"), "fail", 1) == "down"
+    assert ended_run(row(status="new"), "fail") == "down"
+    # Under a higher threshold the server's streak decides: no guess, the status
+    # stays as the server kept it until its flip event comes.
+    assert ended_run(row(status="up", failure_threshold=3), "fail", 2) == "up"
+    # A failure without a start is read the same way.
+    check = row(status="down")
+    apply_ping(check, {"type": "fail", "date": "2026-03-01T12:00:05+00:00"})
+    assert check.status == "down"
+
+
+def test_a_run_that_succeeds_ends_up_as_the_server_says() -> None:
+    assert ended_run(row(status="down"), "success", 0) == "up"
+    assert ended_run(row(status="new"), "success") == "up"
+    # A down check needs recovery_threshold successes in a row: the flip says.
+    assert ended_run(row(status="down", recovery_threshold=2), "success") == "down"
+    check = row(status="down", recovery_threshold=2)
+    ended_run(check, "success")
+    apply_flip(check, {"new_status": "up"})
+    assert check.status == "up"
+
+
 def test_a_flip_sets_the_status() -> None:
     check = row()
     apply_flip(check, {"new_status": "down"})
