@@ -454,3 +454,55 @@ async def test_a_down_check_whose_next_run_fails_stays_down(served: Served) -> N
         await served.client.get(f"{ping_url}/0")
         await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
         assert (await served.get(check["uuid"])).json()["status"] == "up"
+
+
+MARKUP_NAME = "zm [link=http://evil]click[/link] [b]x"
+
+
+def notices(app: ServerlordApp) -> list[str]:
+    return [str(notice.message) for notice in app._notifications]
+
+
+async def test_names_with_markup_are_shown_as_typed(served: Served) -> None:
+    check = await served.create(name=MARKUP_NAME, timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("p")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " paused ")
+        await until(pilot, lambda: f"Paused “{MARKUP_NAME}”." in notices(app))
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " new ")
+        await until(pilot, lambda: f"Resumed “{MARKUP_NAME}”." in notices(app))
+        await pilot.press("r")  # refused (not paused): the error quotes the name
+        await until(pilot, lambda: any("Cannot resume" in n for n in notices(app)))
+        assert f"Cannot resume “{MARKUP_NAME}”: check is not paused" in " ".join(
+            notices(app)
+        )
+
+        await pilot.press("d")
+        question = app.screen.query_one("#question", Static)
+        await pilot.pause()
+        assert str(question.render()) == f"Delete the check “{MARKUP_NAME}”?"
+        await pilot.press("n")
+        assert app.screen is app.main
+        assert (await served.get(check["uuid"])).status_code == 200
+
+
+async def test_the_form_shows_markup_in_the_input_as_typed(served: Served) -> None:
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#schedule", Input).value = "0 3 * * *"
+        form.query_one("#tz", Input).value = "[link=http://x]y"
+        problems = form.query_one("#problems", Static)
+        form.query_one("#name", Input).value = "n [b]x[/b] [link=http://x]y"
+        await until(pilot, lambda: "[link=http://x]y" in str(problems.render()))
+        shown = str(problems.render())
+        assert shown == 'tz: "[link=http://x]y" is not a known IANA time zone'
+        assert form.query_one("#save").disabled

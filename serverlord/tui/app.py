@@ -225,4 +225,5 @@ class ServerlordApp(App[None]):
     def report(self, text: str, action: str) -> None:
         """An error the user must see: on screen, and in the log file."""
         log.warning(text, extra={"action": action})
-        self.notify(text, severity="error", timeout=8)
+        # The text quotes names and server replies: never read as markup.
+        self.notify(text, severity="error", timeout=8, markup=False)

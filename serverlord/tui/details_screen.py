@@ -141,7 +141,7 @@ class DetailsScreen(Screen[None]):
             exit_status = ping.get("exitstatus")
             table.add_row(
                 str(ping["n"]),
-                ping["type"],
+                Text(str(ping["type"])),
                 _when(ping["date"]),
                 NEVER if exit_status is None else str(exit_status),
                 NEVER if duration is None else short_duration(duration),
@@ -167,7 +167,7 @@ class DetailsScreen(Screen[None]):
                 Text(
                     flip["new_status"], style=STATUS_STYLES.get(flip["new_status"], "")
                 ),
-                flip["reason"],
+                Text(str(flip["reason"])),
             )
 
 

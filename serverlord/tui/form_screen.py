@@ -92,14 +92,15 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
                 name in checked.problems, "-invalid"
             )
         problems = "\n".join(f"{n}: {why}" for n, why in checked.problems.items())
-        self.query_one("#problems", Static).update(problems)
+        # The problems quote the input: plain text, never markup.
+        self.query_one("#problems", Static).update(Text(problems))
         preview = ""
         if checked.due:
             local = [d.astimezone() for d in checked.due]
             preview = "Next due: " + ", ".join(
                 d.strftime("%a %d %b %H:%M:%S") for d in local
             )
-        self.query_one("#preview", Static).update(preview)
+        self.query_one("#preview", Static).update(Text(preview))
         self.query_one("#save", Button).disabled = not checked.ok
         return checked.ok
 
@@ -128,7 +129,7 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
                 data = await client.update(self.row.key, fields)
         except ClientError as exc:
             text = f"The server refused: {exc}"
-            self.query_one("#problems", Static).update(text)
+            self.query_one("#problems", Static).update(Text(text))
             self.lord.report(text, "tui_save_refused")
             return
         self.dismiss(data)

@@ -243,7 +243,7 @@ class MainScreen(Screen[None]):
             if lord.state == "unreachable" and self.retry_at is not None:
                 left = max(0.0, self.retry_at - time.monotonic())
                 text += f" Reconnecting in {left:.0f}s…"
-            banner.update(text)
+            banner.update(Text(text))  # server text: never markup
         banner.set_class(lord.state in ("unreachable", "refused"), "shown")
 
     def show_state_soon(self) -> None:
@@ -389,7 +389,7 @@ class MainScreen(Screen[None]):
             )
             return
         done = {"pause": "Paused", "resume": "Resumed", "delete": "Deleted"}[action]
-        self.notify(f"{done} “{row.name}”.", timeout=3)
+        self.notify(f"{done} “{row.name}”.", timeout=3, markup=False)
 
 
 def _connection(state: str) -> Text:
