@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+from serverlord.channels import Channel
 from serverlord.config import Settings
 from serverlord.http import api_service
 from serverlord.http.app import build_app
@@ -87,6 +89,20 @@ class Served:
     tenant: Tenant
     client: httpx.AsyncClient
     http: Http
+    store: Store
+
+    async def add_channel(self, name: str) -> Channel:
+        channel = Channel(
+            id=str(uuid.uuid4()),
+            name=name,
+            url="json://127.0.0.1:9/",
+            kind="json",
+            masked_url="json://127.0.0.1:9/",
+            created=time.time(),
+            project=self.tenant.project.id,
+        )
+        await self.store.add_channel(channel)
+        return channel
 
     async def create(self, **fields: Any) -> dict[str, Any]:
         resp = await self.client.post(
@@ -117,7 +133,7 @@ async def served(settings: Settings, store: Store) -> AsyncIterator[Served]:
     await http.start()
     tenant = await make_tenant(store)
     async with httpx.AsyncClient(base_url=base_url) as client:
-        yield Served(base_url, tenant, client, http)
+        yield Served(base_url, tenant, client, http, store)
     if http.server is not None and not http.server.should_exit:
         await http.stop()
     await server.stop()
@@ -506,3 +522,34 @@ async def test_the_form_shows_markup_in_the_input_as_typed(served: Served) -> No
         shown = str(problems.render())
         assert shown == 'tz: "[link=http://x]y" is not a known IANA time zone'
         assert form.query_one("#save").disabled
+
+
+async def test_a_check_made_with_n_alerts_the_projects_channels(served: Served) -> None:
+    ops = await served.add_channel("ops")
+    pager = await served.add_channel("pager")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#name", Input).value = "nightly"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: table(app).row_count == 1)
+        [key] = list(app.rows)
+        linked = await served.store.check_channels(key)
+        assert sorted(linked) == sorted([ops.id, pager.id])
+
+        # An edit leaves the channels alone (here: one taken off by hand).
+        await served.store.set_check_channels(key, [ops.id])
+        await pilot.press("e")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#name", Input).value = "nightly v2"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: cell(app, key, "name") == "nightly v2")
+
+    assert await served.store.check_channels(key) == [ops.id]
+    made = (await served.get(key)).json()
+    assert made["channels"] == ops.id

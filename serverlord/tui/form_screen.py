@@ -124,7 +124,10 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
         client = self.lord.client
         try:
             if self.row is None:
-                data = await client.create(fields)
+                # As `serverlord check add`: a new check alerts every channel of
+                # the project (the API's default is none). An edit keeps the
+                # check's channels as they are.
+                data = await client.create({**fields, "channels": "*"})
             else:
                 data = await client.update(self.row.key, fields)
         except ClientError as exc:
