@@ -33,6 +33,7 @@ from serverlord.server import Server
 from serverlord.store import Store
 from serverlord.tui.app import ServerlordApp
 from serverlord.tui.client import Client
+from serverlord.tui.connection import Connection, save
 from serverlord.tui.details_screen import DetailsScreen
 from serverlord.tui.form_screen import CheckForm
 from tests.tenants import Tenant, make_tenant
@@ -553,3 +554,48 @@ async def test_a_check_made_with_n_alerts_the_projects_channels(served: Served) 
     assert await served.store.check_channels(key) == [ops.id]
     made = (await served.get(key)).json()
     assert made["channels"] == ops.id
+
+
+async def test_a_config_file_that_cannot_be_written_is_reported_and_the_app_runs(
+    served: Served, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await served.create(name="backup", timeout=3600)
+    (tmp_path / "file").write_text("not a folder")
+    config = tmp_path / "file" / "tui.json"
+    connection = Connection(served.base_url, served.tenant.write)
+
+    app = served.app(on_connected=lambda: save(connection, config))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await until(pilot, lambda: any("Cannot save" in n for n in notices(app)))
+        [shown] = [n for n in notices(app) if "Cannot save" in n]
+        assert f"Cannot save the connection to {tmp_path / 'file'}" in shown
+        assert [r.message for r in caplog.records if r.message == shown]
+        # Still running and live.
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("s")
+        assert "by name" in header(app)
+    assert app.crash is None
+    assert not config.exists()
+
+
+async def test_an_unexpected_error_is_logged_and_ends_the_app_with_1(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = served.app()
+    with pytest.raises(ZeroDivisionError):
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "live" in header(app))
+            app.call_later(lambda: 1 / 0)
+            await pilot.pause(0.5)
+
+    assert app.return_code == 1
+    assert isinstance(app.crash, ZeroDivisionError)
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "tui_crashed"]
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    line = app.crash_line("/tmp/tui.log")
+    assert "\n" not in line
+    assert line == (
+        "serverlord tui: stopped on an unexpected error: ZeroDivisionError: "
+        "division by zero (the traceback is in /tmp/tui.log)"
+    )

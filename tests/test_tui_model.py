@@ -235,6 +235,12 @@ def test_flags_win_over_environment_over_the_saved_file(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["--api-key", KEY, "--url", "ftp://x"], "is not an http(s) URL"),
+        (
+            ["--api-key", KEY, "--url", "http://127.0.0.1:99999"],
+            "the port of 'http://127.0.0.1:99999' is not a number from 1 to 65535",
+        ),
+        (["--api-key", KEY, "--url", "http://127.0.0.1:0"], "from 1 to 65535"),
+        (["--api-key", KEY, "--url", "http://127.0.0.1:x/"], "from 1 to 65535"),
         (["--api-key", "short"], "an API key is 32 printable characters"),
         ([], "an API key is needed"),
         (["--api-key", KEY, "--config", "{dir}/bad.json"], "is not JSON"),
