@@ -599,3 +599,38 @@ async def test_an_unexpected_error_is_logged_and_ends_the_app_with_1(
         "serverlord tui: stopped on an unexpected error: ZeroDivisionError: "
         "division by zero (the traceback is in /tmp/tui.log)"
     )
+
+
+async def test_a_status_filter_follows_the_checks_as_they_change(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = await served.create(name="backup", timeout=3600)
+    await served.create(name="report", timeout=3600)
+    web = await served.create(name="web", timeout=3600)
+    await served.client.get(f"{web['ping_url']}/fail")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 3)
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("slash", *"down", "enter")
+        assert names(app) == ["web"]
+        rebuilt: list[bool] = []
+        rebuild = app.main.rebuild
+        monkeypatch.setattr(
+            app.main, "rebuild", lambda: [rebuilt.append(True), rebuild()]
+        )
+
+        # backup goes down later: it comes in without filtering again.
+        await served.client.get(f"{backup['ping_url']}/fail")
+        await until(pilot, lambda: sorted(names(app)) == ["backup", "web"])
+        await until(pilot, lambda: "2/3 shown" in header(app))
+
+        # web comes back up: it leaves.
+        await served.client.get(web["ping_url"])
+        await until(pilot, lambda: names(app) == ["backup"])
+        assert cell(app, backup["uuid"], "status") == " down "
+        assert rebuilt == []  # row by row, never the whole table
+
+        await pilot.press("escape")
+        assert table(app).row_count == 3

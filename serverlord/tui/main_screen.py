@@ -150,8 +150,23 @@ class MainScreen(Screen[None]):
     def show_row(self, row: CheckRow) -> None:
         """Redraw the cells of ``row`` that changed, now if it is in view, else
         once it scrolls into view: each update costs the table its caches, and
-        with 10,000 rows most changes happen out of sight."""
-        if not self._ready or row.key not in self._shown:
+        with 10,000 rows most changes happen out of sight.
+
+        Under a filter the changed row is matched again: it comes in if it now
+        matches (at the end of the table), and goes if it no longer does.
+        """
+        if not self._ready:
+            return
+        if self.query_text:
+            fits = matches(row, self.query_text, self.lord.clock())
+            if fits != (row.key in self._shown):
+                if fits:
+                    self.add_row(row)
+                else:
+                    self.remove_row(row.key)
+                self.show_state_soon()
+                return
+        if row.key not in self._shown:
             return
         if self._in_view(row.key):
             self._update(row.key, cells(row, self.lord.clock()))
