@@ -338,7 +338,10 @@ async def test_n_opens_a_form_that_validates_as_you_type_and_creates(
         await until(pilot, lambda: str(problems.render()) == "")
         assert not form.query_one("#save").disabled
         preview = str(form.query_one("#preview", Static).render())
-        assert preview.startswith("Next due: ") and preview.count(",") == 4
+        assert preview.startswith("Next due (Europe/Riga time): ")
+        assert preview.count(",") == 4
+        # 03:00 in Riga, whatever the time zone of the machine running the TUI.
+        assert preview.count(" 03:00:00") == 5
 
         await pilot.press("ctrl+s")
         await until(pilot, lambda: table(app).row_count == 1)

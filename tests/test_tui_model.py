@@ -196,12 +196,14 @@ def test_the_form_checks_each_field_with_the_servers_rules() -> None:
     )
     assert set(wrong.problems) == {"name", "schedule", "tz", "grace"}
     assert wrong.problems["tz"] == '"Mars/Base" is not a known IANA time zone'
+    assert wrong.zone == "UTC"  # the preview's zone when the field's is unknown
 
     cron = check_form(
         {"name": "r", "schedule": "0 3 * * *", "tz": "Europe/Riga", "grace": "1h",
          "max_runtime": "2h"}, now,
     )  # fmt: skip
     assert cron.ok
+    assert cron.zone == "Europe/Riga"
     assert cron.fields == {"name": "r", "tags": "", "schedule": "0 3 * * *",
         "tz": "Europe/Riga", "grace": 3600.0, "max_runtime": 7200.0}  # fmt: skip
     assert cron.due[0] == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)

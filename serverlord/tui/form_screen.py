@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
 from textual import work
@@ -96,9 +97,11 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
         self.query_one("#problems", Static).update(Text(problems))
         preview = ""
         if checked.due:
-            local = [d.astimezone() for d in checked.due]
-            preview = "Next due: " + ", ".join(
-                d.strftime("%a %d %b %H:%M:%S") for d in local
+            # In the check's time zone, as the server reads its schedule, not
+            # the time zone of this machine.
+            zone = ZoneInfo(checked.zone)
+            preview = f"Next due ({checked.zone} time): " + ", ".join(
+                d.astimezone(zone).strftime("%a %d %b %H:%M:%S") for d in checked.due
             )
         self.query_one("#preview", Static).update(Text(preview))
         self.query_one("#save", Button).disabled = not checked.ok
