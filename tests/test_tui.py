@@ -412,6 +412,7 @@ async def test_enter_shows_details_and_esc_goes_back(served: Served) -> None:
         ]
         assert (kind, exit_status) == ("fail", "3")
         assert body == "disk full \\x1b[2J\\xff"
+        assert not details.query_one("#pings-note", Static).display
         flips = details.query_one("#flips", DataTable)
         await until(pilot, lambda: flips.row_count == 1)
 
@@ -637,3 +638,26 @@ async def test_a_status_filter_follows_the_checks_as_they_change(
 
         await pilot.press("escape")
         assert table(app).row_count == 3
+
+
+async def test_details_with_a_read_only_key_show_flips_and_say_pings_need_rw(
+    served: Served,
+) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    await served.client.get(f"{check['ping_url']}/fail")
+
+    app = served.app(key=served.tenant.read)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await pilot.press("enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        flips = details.query_one("#flips", DataTable)
+        await until(pilot, lambda: flips.row_count == 1)
+        note = details.query_one("#pings-note", Static)
+        await until(pilot, lambda: note.display)
+        assert str(note.render()).startswith("Pings need a read-write API key")
+        assert details.query_one("#pings", DataTable).row_count == 0
+        assert "backup" in str(details.query_one("#config", Static).render())
+        # Expected with such a key: no error notice.
+        assert not any("Cannot show" in n for n in notices(app))
