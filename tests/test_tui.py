@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +40,8 @@ from serverlord.tui.connection import Connection, save
 from serverlord.tui.details_screen import DetailsScreen
 from serverlord.tui.form_screen import CheckForm
 from tests.tenants import Tenant, make_tenant
+from tests.terminal import Terminal
+from tests.test_end_to_end import ServerProcess, clean_env, free_port
 
 SIZE = (160, 40)
 
@@ -661,3 +666,55 @@ async def test_details_with_a_read_only_key_show_flips_and_say_pings_need_rw(
         assert "backup" in str(details.query_one("#config", Static).render())
         # Expected with such a key: no error notice.
         assert not any("Cannot show" in n for n in notices(app))
+
+
+CRASHING_TUI = (
+    "import sys\n"
+    "from serverlord.tui.main_screen import MainScreen\n"
+    "def tick(self): raise RuntimeError('boom')\n"
+    "MainScreen.tick = tick\n"
+    "from serverlord.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+"""``serverlord tui`` with a fault put in its once-a-second tick."""
+
+
+def test_the_command_logs_an_unexpected_error_and_exits_1_with_one_line(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SERVERLORD_DATA_DIR": str(tmp_path / "data"),
+                "SERVERLORD_BASE_URL": base}  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, "-m", "serverlord", "user", "add", "ops@example.com",
+         "--json"],
+        env=clean_env(**settings), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["api_key"]
+    server = ServerProcess(tmp_path / "data", port, tmp_path / "serve.log")
+    servers.append(server.start())
+    server.wait_ready()
+
+    log = tmp_path / "tui.log"
+    terminal = Terminal(
+        [sys.executable, "-c", CRASHING_TUI, "tui", "--url", base, "--api-key", key,
+         "--config", str(tmp_path / "tui.json"), "--log-file", str(log)],
+        env=clean_env(),
+        size=(120, 30),
+    )  # fmt: skip
+    try:
+        assert terminal.read_until(b"traceback is in"), terminal.output[-2000:]
+        assert terminal.wait() == 1
+    finally:
+        terminal.close()
+    shown = terminal.output.decode(errors="replace")
+    assert (
+        "serverlord tui: stopped on an unexpected error: RuntimeError: boom "
+        f"(the traceback is in {log})"
+    ) in shown
+    # No traceback on the terminal (Textual's would show locals, the key too).
+    assert "Traceback" not in shown and key not in shown
+    written = log.read_text()
+    assert "stopped on an unexpected error: RuntimeError: boom" in written
+    assert "Traceback" in written and "line 3, in tick" in written

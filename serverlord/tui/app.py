@@ -245,6 +245,13 @@ class ServerlordApp(App[None]):
             )
         super()._handle_exception(error)
 
+    def _fatal_error(self) -> None:
+        # Textual would print the traceback with its local variables (the API
+        # key among them) when it exits: it is in the log file instead, and the
+        # command prints one line.
+        self.bell()
+        self._close_messages_no_wait()
+
     def crash_line(self, log_file: object) -> str:
         """One line for the terminal after a crash."""
         error = self.crash
