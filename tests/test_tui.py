@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
+from serverlord.channels import Channel
 from serverlord.config import Settings
 from serverlord.http import api_service
 from serverlord.http.app import build_app
@@ -31,9 +36,12 @@ from serverlord.server import Server
 from serverlord.store import Store
 from serverlord.tui.app import ServerlordApp
 from serverlord.tui.client import Client
+from serverlord.tui.connection import Connection, save
 from serverlord.tui.details_screen import DetailsScreen
 from serverlord.tui.form_screen import CheckForm
 from tests.tenants import Tenant, make_tenant
+from tests.terminal import Terminal
+from tests.test_end_to_end import ServerProcess, clean_env, free_port
 
 SIZE = (160, 40)
 
@@ -87,6 +95,20 @@ class Served:
     tenant: Tenant
     client: httpx.AsyncClient
     http: Http
+    store: Store
+
+    async def add_channel(self, name: str) -> Channel:
+        channel = Channel(
+            id=str(uuid.uuid4()),
+            name=name,
+            url="json://127.0.0.1:9/",
+            kind="json",
+            masked_url="json://127.0.0.1:9/",
+            created=time.time(),
+            project=self.tenant.project.id,
+        )
+        await self.store.add_channel(channel)
+        return channel
 
     async def create(self, **fields: Any) -> dict[str, Any]:
         resp = await self.client.post(
@@ -117,7 +139,7 @@ async def served(settings: Settings, store: Store) -> AsyncIterator[Served]:
     await http.start()
     tenant = await make_tenant(store)
     async with httpx.AsyncClient(base_url=base_url) as client:
-        yield Served(base_url, tenant, client, http)
+        yield Served(base_url, tenant, client, http, store)
     if http.server is not None and not http.server.should_exit:
         await http.stop()
     await server.stop()
@@ -321,7 +343,10 @@ async def test_n_opens_a_form_that_validates_as_you_type_and_creates(
         await until(pilot, lambda: str(problems.render()) == "")
         assert not form.query_one("#save").disabled
         preview = str(form.query_one("#preview", Static).render())
-        assert preview.startswith("Next due: ") and preview.count(",") == 4
+        assert preview.startswith("Next due (Europe/Riga time): ")
+        assert preview.count(",") == 4
+        # 03:00 in Riga, whatever the time zone of the machine running the TUI.
+        assert preview.count(" 03:00:00") == 5
 
         await pilot.press("ctrl+s")
         await until(pilot, lambda: table(app).row_count == 1)
@@ -392,6 +417,7 @@ async def test_enter_shows_details_and_esc_goes_back(served: Served) -> None:
         ]
         assert (kind, exit_status) == ("fail", "3")
         assert body == "disk full \\x1b[2J\\xff"
+        assert not details.query_one("#pings-note", Static).display
         flips = details.query_one("#flips", DataTable)
         await until(pilot, lambda: flips.row_count == 1)
 
@@ -427,3 +453,268 @@ async def test_a_stopped_server_shows_a_banner_then_reconnects(served: Served) -
         assert banner(app) == ""
         assert not table(app).has_class("stale")
         await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
+
+
+async def test_a_down_check_whose_next_run_fails_stays_down(served: Served) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    ping_url = check["ping_url"]
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await served.client.get(f"{ping_url}/fail")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ")
+
+        await served.client.get(f"{ping_url}/start")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " started ")
+        await served.client.get(f"{ping_url}/1")
+        await until(pilot, lambda: cell(app, check["uuid"], "last") == "0s ago")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " down ")
+        await pilot.pause(0.3)
+        assert cell(app, check["uuid"], "status") == " down "
+        assert (await served.get(check["uuid"])).json()["status"] == "down"
+
+        # A success ends the next run up, as the server says.
+        await served.client.get(f"{ping_url}/start")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " started ")
+        await served.client.get(f"{ping_url}/0")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
+        assert (await served.get(check["uuid"])).json()["status"] == "up"
+
+
+MARKUP_NAME = "zm [link=http://evil]click[/link] [b]x"
+
+
+def notices(app: ServerlordApp) -> list[str]:
+    return [str(notice.message) for notice in app._notifications]
+
+
+async def test_names_with_markup_are_shown_as_typed(served: Served) -> None:
+    check = await served.create(name=MARKUP_NAME, timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+
+        await pilot.press("p")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " paused ")
+        await until(pilot, lambda: f"Paused “{MARKUP_NAME}”." in notices(app))
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, check["uuid"], "status") == " new ")
+        await until(pilot, lambda: f"Resumed “{MARKUP_NAME}”." in notices(app))
+        await pilot.press("r")  # refused (not paused): the error quotes the name
+        await until(pilot, lambda: any("Cannot resume" in n for n in notices(app)))
+        assert f"Cannot resume “{MARKUP_NAME}”: check is not paused" in " ".join(
+            notices(app)
+        )
+
+        await pilot.press("d")
+        question = app.screen.query_one("#question", Static)
+        await pilot.pause()
+        assert str(question.render()) == f"Delete the check “{MARKUP_NAME}”?"
+        await pilot.press("n")
+        assert app.screen is app.main
+        assert (await served.get(check["uuid"])).status_code == 200
+
+
+async def test_the_form_shows_markup_in_the_input_as_typed(served: Served) -> None:
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#schedule", Input).value = "0 3 * * *"
+        form.query_one("#tz", Input).value = "[link=http://x]y"
+        problems = form.query_one("#problems", Static)
+        form.query_one("#name", Input).value = "n [b]x[/b] [link=http://x]y"
+        await until(pilot, lambda: "[link=http://x]y" in str(problems.render()))
+        shown = str(problems.render())
+        assert shown == 'tz: "[link=http://x]y" is not a known IANA time zone'
+        assert form.query_one("#save").disabled
+
+
+async def test_a_check_made_with_n_alerts_the_projects_channels(served: Served) -> None:
+    ops = await served.add_channel("ops")
+    pager = await served.add_channel("pager")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#name", Input).value = "nightly"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: table(app).row_count == 1)
+        [key] = list(app.rows)
+        linked = await served.store.check_channels(key)
+        assert sorted(linked) == sorted([ops.id, pager.id])
+
+        # An edit leaves the channels alone (here: one taken off by hand).
+        await served.store.set_check_channels(key, [ops.id])
+        await pilot.press("e")
+        form = app.screen
+        assert isinstance(form, CheckForm)
+        form.query_one("#name", Input).value = "nightly v2"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: cell(app, key, "name") == "nightly v2")
+
+    assert await served.store.check_channels(key) == [ops.id]
+    made = (await served.get(key)).json()
+    assert made["channels"] == ops.id
+
+
+async def test_a_config_file_that_cannot_be_written_is_reported_and_the_app_runs(
+    served: Served, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await served.create(name="backup", timeout=3600)
+    (tmp_path / "file").write_text("not a folder")
+    config = tmp_path / "file" / "tui.json"
+    connection = Connection(served.base_url, served.tenant.write)
+
+    app = served.app(on_connected=lambda: save(connection, config))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await until(pilot, lambda: any("Cannot save" in n for n in notices(app)))
+        [shown] = [n for n in notices(app) if "Cannot save" in n]
+        assert f"Cannot save the connection to {tmp_path / 'file'}" in shown
+        assert [r.message for r in caplog.records if r.message == shown]
+        # Still running and live.
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("s")
+        assert "by name" in header(app)
+    assert app.crash is None
+    assert not config.exists()
+
+
+async def test_an_unexpected_error_is_logged_and_ends_the_app_with_1(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = served.app()
+    with pytest.raises(ZeroDivisionError):
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: "live" in header(app))
+            app.call_later(lambda: 1 / 0)
+            await pilot.pause(0.5)
+
+    assert app.return_code == 1
+    assert isinstance(app.crash, ZeroDivisionError)
+    [record] = [r for r in caplog.records if getattr(r, "action", "") == "tui_crashed"]
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    line = app.crash_line("/tmp/tui.log")
+    assert "\n" not in line
+    assert line == (
+        "serverlord tui: stopped on an unexpected error: ZeroDivisionError: "
+        "division by zero (the traceback is in /tmp/tui.log)"
+    )
+
+
+async def test_a_status_filter_follows_the_checks_as_they_change(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = await served.create(name="backup", timeout=3600)
+    await served.create(name="report", timeout=3600)
+    web = await served.create(name="web", timeout=3600)
+    await served.client.get(f"{web['ping_url']}/fail")
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 3)
+        await until(pilot, lambda: "live" in header(app))
+        await pilot.press("slash", *"down", "enter")
+        assert names(app) == ["web"]
+        rebuilt: list[bool] = []
+        rebuild = app.main.rebuild
+        monkeypatch.setattr(
+            app.main, "rebuild", lambda: [rebuilt.append(True), rebuild()]
+        )
+
+        # backup goes down later: it comes in without filtering again.
+        await served.client.get(f"{backup['ping_url']}/fail")
+        await until(pilot, lambda: sorted(names(app)) == ["backup", "web"])
+        await until(pilot, lambda: "2/3 shown" in header(app))
+
+        # web comes back up: it leaves.
+        await served.client.get(web["ping_url"])
+        await until(pilot, lambda: names(app) == ["backup"])
+        assert cell(app, backup["uuid"], "status") == " down "
+        assert rebuilt == []  # row by row, never the whole table
+
+        await pilot.press("escape")
+        assert table(app).row_count == 3
+
+
+async def test_details_with_a_read_only_key_show_flips_and_say_pings_need_rw(
+    served: Served,
+) -> None:
+    check = await served.create(name="backup", timeout=3600)
+    await served.client.get(f"{check['ping_url']}/fail")
+
+    app = served.app(key=served.tenant.read)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await pilot.press("enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        flips = details.query_one("#flips", DataTable)
+        await until(pilot, lambda: flips.row_count == 1)
+        note = details.query_one("#pings-note", Static)
+        await until(pilot, lambda: note.display)
+        assert str(note.render()).startswith("Pings need a read-write API key")
+        assert details.query_one("#pings", DataTable).row_count == 0
+        assert "backup" in str(details.query_one("#config", Static).render())
+        # Expected with such a key: no error notice.
+        assert not any("Cannot show" in n for n in notices(app))
+
+
+CRASHING_TUI = (
+    "import sys\n"
+    "from serverlord.tui.main_screen import MainScreen\n"
+    "def tick(self): raise RuntimeError('boom')\n"
+    "MainScreen.tick = tick\n"
+    "from serverlord.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+"""``serverlord tui`` with a fault put in its once-a-second tick."""
+
+
+def test_the_command_logs_an_unexpected_error_and_exits_1_with_one_line(
+    tmp_path: Path, servers: list[ServerProcess]
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SERVERLORD_DATA_DIR": str(tmp_path / "data"),
+                "SERVERLORD_BASE_URL": base}  # fmt: skip
+    made = subprocess.run(
+        [sys.executable, "-m", "serverlord", "user", "add", "ops@example.com",
+         "--json"],
+        env=clean_env(**settings), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["api_key"]
+    server = ServerProcess(tmp_path / "data", port, tmp_path / "serve.log")
+    servers.append(server.start())
+    server.wait_ready()
+
+    log = tmp_path / "tui.log"
+    terminal = Terminal(
+        [sys.executable, "-c", CRASHING_TUI, "tui", "--url", base, "--api-key", key,
+         "--config", str(tmp_path / "tui.json"), "--log-file", str(log)],
+        env=clean_env(),
+        size=(120, 30),
+    )  # fmt: skip
+    try:
+        assert terminal.read_until(b"traceback is in"), terminal.output[-2000:]
+        assert terminal.wait() == 1
+    finally:
+        terminal.close()
+    shown = terminal.output.decode(errors="replace")
+    assert (
+        "serverlord tui: stopped on an unexpected error: RuntimeError: boom "
+        f"(the traceback is in {log})"
+    ) in shown
+    # No traceback on the terminal (Textual's would show locals, the key too).
+    assert "Traceback" not in shown and key not in shown
+    written = log.read_text()
+    assert "stopped on an unexpected error: RuntimeError: boom" in written
+    assert "Traceback" in written and "line 3, in tick" in written

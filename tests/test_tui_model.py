@@ -102,6 +102,43 @@ def test_a_ping_moves_the_due_time_and_says_how_late_it_came() -> None:
     assert check.n_pings == 5
 
 
+def ended_run(check: CheckRow, kind: str, exit_status: int | None = None) -> str:
+    apply_ping(check, {"type": "start", "date": "2026-03-01T12:00:00+00:00"})
+    assert check.status == "started"
+    apply_ping(
+        check,
+        {"type": kind, "date": "2026-03-01T12:00:05+00:00", "exitstatus": exit_status},
+    )
+    return check.status
+
+
+def test_a_run_that_fails_ends_down_never_up() -> None:
+    # The repro: down, then /start, then /1 (kind fail, exit status 1).
+    assert ended_run(row(status="down"), "fail", 1) == "down"
+    assert ended_run(row(status="down"), "fail") == "down"
+    # With the default failure threshold (1) one failure turns an up check down.
+    assert ended_run(row(status="up"), "fail", 1) == "down"
+    assert ended_run(row(status="new"), "fail") == "down"
+    # Under a higher threshold the server's streak decides: no guess, the status
+    # stays as the server kept it until its flip event comes.
+    assert ended_run(row(status="up", failure_threshold=3), "fail", 2) == "up"
+    # A failure without a start is read the same way.
+    check = row(status="down")
+    apply_ping(check, {"type": "fail", "date": "2026-03-01T12:00:05+00:00"})
+    assert check.status == "down"
+
+
+def test_a_run_that_succeeds_ends_up_as_the_server_says() -> None:
+    assert ended_run(row(status="down"), "success", 0) == "up"
+    assert ended_run(row(status="new"), "success") == "up"
+    # A down check needs recovery_threshold successes in a row: the flip says.
+    assert ended_run(row(status="down", recovery_threshold=2), "success") == "down"
+    check = row(status="down", recovery_threshold=2)
+    ended_run(check, "success")
+    apply_flip(check, {"new_status": "up"})
+    assert check.status == "up"
+
+
 def test_a_flip_sets_the_status() -> None:
     check = row()
     apply_flip(check, {"new_status": "down"})
@@ -159,12 +196,14 @@ def test_the_form_checks_each_field_with_the_servers_rules() -> None:
     )
     assert set(wrong.problems) == {"name", "schedule", "tz", "grace"}
     assert wrong.problems["tz"] == '"Mars/Base" is not a known IANA time zone'
+    assert wrong.zone == "UTC"  # the preview's zone when the field's is unknown
 
     cron = check_form(
         {"name": "r", "schedule": "0 3 * * *", "tz": "Europe/Riga", "grace": "1h",
          "max_runtime": "2h"}, now,
     )  # fmt: skip
     assert cron.ok
+    assert cron.zone == "Europe/Riga"
     assert cron.fields == {"name": "r", "tags": "", "schedule": "0 3 * * *",
         "tz": "Europe/Riga", "grace": 3600.0, "max_runtime": 7200.0}  # fmt: skip
     assert cron.due[0] == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -198,6 +237,12 @@ def test_flags_win_over_environment_over_the_saved_file(tmp_path: Path) -> None:
     ("argv", "message"),
     [
         (["--api-key", KEY, "--url", "ftp://x"], "is not an http(s) URL"),
+        (
+            ["--api-key", KEY, "--url", "http://127.0.0.1:99999"],
+            "the port of 'http://127.0.0.1:99999' is not a number from 1 to 65535",
+        ),
+        (["--api-key", KEY, "--url", "http://127.0.0.1:0"], "from 1 to 65535"),
+        (["--api-key", KEY, "--url", "http://127.0.0.1:x/"], "from 1 to 65535"),
         (["--api-key", "short"], "an API key is 32 printable characters"),
         ([], "an API key is needed"),
         (["--api-key", KEY, "--config", "{dir}/bad.json"], "is not JSON"),

@@ -68,6 +68,8 @@ class ServerlordApp(App[None]):
         self.pings_per_second: float | None = None
         self.detection_lag: float | None = None
         self.main = MainScreen()
+        self.crash: BaseException | None = None
+        """The unexpected error that stopped the app, if one did."""
 
     def get_default_screen(self) -> Screen[Any]:
         return self.main
@@ -151,8 +153,15 @@ class ServerlordApp(App[None]):
             extra={"action": "tui_connected"},
         )
         if self.on_connected is not None:
-            self.on_connected()
-            self.on_connected = None
+            on_connected, self.on_connected = self.on_connected, None
+            try:
+                on_connected()
+            except OSError as exc:
+                where = exc.filename or "the config file"
+                self.report(
+                    f"Cannot save the connection to {where}: {exc.strerror or exc}.",
+                    "tui_save_failed",
+                )
 
     def _trouble(self, state: str, text: str, action: str) -> None:
         self.state, self.trouble = state, text
@@ -222,7 +231,38 @@ class ServerlordApp(App[None]):
 
     # What the screens report.
 
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual calls this with any exception nothing else caught, then
+        # stops: the traceback goes to the log file, the command exits 1.
+        if self.crash is None:
+            self.crash = error
+            log.error(
+                "stopped on an unexpected error: %s: %s",
+                type(error).__name__,
+                error,
+                exc_info=error,
+                extra={"action": "tui_crashed"},
+            )
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Textual would print the traceback with its local variables (the API
+        # key among them) when it exits: it is in the log file instead, and the
+        # command prints one line.
+        self.bell()
+        self._close_messages_no_wait()
+
+    def crash_line(self, log_file: object) -> str:
+        """One line for the terminal after a crash."""
+        error = self.crash
+        name = type(error).__name__
+        return (
+            f"serverlord tui: stopped on an unexpected error: {name}: {error} "
+            f"(the traceback is in {log_file})"
+        )
+
     def report(self, text: str, action: str) -> None:
         """An error the user must see: on screen, and in the log file."""
         log.warning(text, extra={"action": action})
-        self.notify(text, severity="error", timeout=8)
+        # The text quotes names and server replies: never read as markup.
+        self.notify(text, severity="error", timeout=8, markup=False)

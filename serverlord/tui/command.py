@@ -80,8 +80,20 @@ def run_tui(args: argparse.Namespace, settings: Any) -> int:
             )
 
     client = Client(connection.url, connection.api_key, connection.metrics_token)
-    ServerlordApp(client, on_connected=connected).run()
-    return 0
+    app = ServerlordApp(client, on_connected=connected)
+    try:
+        app.run()
+    except Exception as exc:  # any crash: logged, exit 1
+        app.crash = app.crash or exc
+        logging.getLogger(__name__).error(
+            "stopped on an unexpected error",
+            exc_info=exc,
+            extra={"action": "tui_crashed"},
+        )
+    if app.crash is not None:
+        print(app.crash_line(log_file), file=sys.stderr)
+        return 1
+    return app.return_code or 0
 
 
 def _log_to(path: Path) -> None:

@@ -59,6 +59,14 @@ def resolve(
     parts = urlsplit(chosen_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--url: {chosen_url!r} is not an http(s) URL of a server")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a number, or past 65535
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(
+            f"--url: the port of {chosen_url!r} is not a number from 1 to 65535"
+        )
     if not key:
         raise UsageError(
             "an API key is needed: give --api-key, set SERVERLORD_API_KEY, "

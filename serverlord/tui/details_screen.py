@@ -15,7 +15,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static
 
 from serverlord.durations import format_duration
-from serverlord.tui.client import ClientError
+from serverlord.tui.client import ClientError, WrongKey
 from serverlord.tui.model import (
     NEVER,
     STATUS_STYLES,
@@ -64,6 +64,7 @@ class DetailsScreen(Screen[None]):
             yield Sparkline([], id="chart")
             yield Static(id="chart-range")
             yield Label("Recent pings", classes="section")
+            yield Static(id="pings-note")
             yield DataTable(id="pings", cursor_type="row")
             yield Label("Flips", classes="section")
             yield DataTable(id="flips", cursor_type="row")
@@ -80,6 +81,7 @@ class DetailsScreen(Screen[None]):
         pings.add_columns("#", "Kind", "Time", "Exit", "Duration", "Body")
         flips = self.query_one("#flips", DataTable)
         flips.add_columns("Time", "From", "To", "Reason")
+        self.query_one("#pings-note", Static).display = False
         self.show_config(self.row.data)
         self.load()
 
@@ -92,23 +94,46 @@ class DetailsScreen(Screen[None]):
 
     @work(exclusive=True, group="details")
     async def load(self) -> None:
+        # Each part on its own: one the server refuses leaves the others shown.
         client = self.lord.client
+        key = self.row.key
+        problems: list[str] = []
         try:
-            data = await client.check(self.row.key)
-            pings = await client.pings(self.row.key)
-            flips = await client.flips(self.row.key)
+            self.show_config(await client.check(key))
+        except ClientError as exc:
+            problems.append(f"the check: {exc}")
+        try:
+            self.show_flips(await client.flips(key))
+        except ClientError as exc:
+            problems.append(f"flips: {exc}")
+        note = ""
+        try:
+            pings = await client.pings(key)
             bodies = {}
             for ping in pings[:BODIES]:
                 if ping.get("body_url"):
                     bodies[ping["n"]] = await client.body(ping["body_url"])
+        except WrongKey as exc:
+            if self.row.read_only:
+                # The server shows pings (and their bodies) to read-write keys only.
+                note = (
+                    "Pings need a read-write API key: this one is read-only "
+                    f"(the server said: {exc})."
+                )
+            else:
+                problems.append(f"pings: {exc}")
         except ClientError as exc:
+            problems.append(f"pings: {exc}")
+        else:
+            self.show_pings(pings, bodies)
+        shown = self.query_one("#pings-note", Static)
+        shown.update(Text(note, style="italic"))
+        shown.display = bool(note)
+        if problems:
             self.lord.report(
-                f"Cannot show all of “{self.row.name}”: {exc}", "tui_details_failed"
+                f"Cannot show all of “{self.row.name}”: " + "; ".join(problems),
+                "tui_details_failed",
             )
-            return
-        self.show_config(data)
-        self.show_pings(pings, bodies)
-        self.show_flips(flips)
 
     def show_config(self, data: dict[str, Any]) -> None:
         row = self.row
@@ -141,7 +166,7 @@ class DetailsScreen(Screen[None]):
             exit_status = ping.get("exitstatus")
             table.add_row(
                 str(ping["n"]),
-                ping["type"],
+                Text(str(ping["type"])),
                 _when(ping["date"]),
                 NEVER if exit_status is None else str(exit_status),
                 NEVER if duration is None else short_duration(duration),
@@ -167,7 +192,7 @@ class DetailsScreen(Screen[None]):
                 Text(
                     flip["new_status"], style=STATUS_STYLES.get(flip["new_status"], "")
                 ),
-                flip["reason"],
+                Text(str(flip["reason"])),
             )
 
 

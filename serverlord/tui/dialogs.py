@@ -49,7 +49,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Grid():
-            yield Label(self.question, id="question")
+            yield Label(self.question, id="question", markup=False)
             yield Button("Delete (y)", variant="error", id="yes")
             yield Button("Keep (n)", variant="primary", id="no")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from rich.text import Text
 from textual import work
@@ -92,14 +93,17 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
                 name in checked.problems, "-invalid"
             )
         problems = "\n".join(f"{n}: {why}" for n, why in checked.problems.items())
-        self.query_one("#problems", Static).update(problems)
+        # The problems quote the input: plain text, never markup.
+        self.query_one("#problems", Static).update(Text(problems))
         preview = ""
         if checked.due:
-            local = [d.astimezone() for d in checked.due]
-            preview = "Next due: " + ", ".join(
-                d.strftime("%a %d %b %H:%M:%S") for d in local
+            # In the check's time zone, as the server reads its schedule, not
+            # the time zone of this machine.
+            zone = ZoneInfo(checked.zone)
+            preview = f"Next due ({checked.zone} time): " + ", ".join(
+                d.astimezone(zone).strftime("%a %d %b %H:%M:%S") for d in checked.due
             )
-        self.query_one("#preview", Static).update(preview)
+        self.query_one("#preview", Static).update(Text(preview))
         self.query_one("#save", Button).disabled = not checked.ok
         return checked.ok
 
@@ -123,12 +127,15 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
         client = self.lord.client
         try:
             if self.row is None:
-                data = await client.create(fields)
+                # As `serverlord check add`: a new check alerts every channel of
+                # the project (the API's default is none). An edit keeps the
+                # check's channels as they are.
+                data = await client.create({**fields, "channels": "*"})
             else:
                 data = await client.update(self.row.key, fields)
         except ClientError as exc:
             text = f"The server refused: {exc}"
-            self.query_one("#problems", Static).update(text)
+            self.query_one("#problems", Static).update(Text(text))
             self.lord.report(text, "tui_save_refused")
             return
         self.dismiss(data)

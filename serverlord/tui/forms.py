@@ -29,6 +29,8 @@ class Checked:
     problems: dict[str, str] = field(default_factory=dict)
     due: list[datetime] = field(default_factory=list)
     """The next due times, for the preview (after a ping now, for a period)."""
+    zone: str = "UTC"
+    """The check's time zone, the preview's: the form's if it is a known one."""
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,8 @@ def check_form(values: dict[str, str], now: datetime | None = None) -> Checked:
         check_zone(tz)
     except ScheduleError as exc:
         checked.problems["tz"] = exc.reason
+    else:
+        checked.zone = tz
     _schedule(values.get("schedule", ""), tz, now, checked)
 
     for name, required in (("grace", True), ("max_runtime", False)):

@@ -150,8 +150,23 @@ class MainScreen(Screen[None]):
     def show_row(self, row: CheckRow) -> None:
         """Redraw the cells of ``row`` that changed, now if it is in view, else
         once it scrolls into view: each update costs the table its caches, and
-        with 10,000 rows most changes happen out of sight."""
-        if not self._ready or row.key not in self._shown:
+        with 10,000 rows most changes happen out of sight.
+
+        Under a filter the changed row is matched again: it comes in if it now
+        matches (at the end of the table), and goes if it no longer does.
+        """
+        if not self._ready:
+            return
+        if self.query_text:
+            fits = matches(row, self.query_text, self.lord.clock())
+            if fits != (row.key in self._shown):
+                if fits:
+                    self.add_row(row)
+                else:
+                    self.remove_row(row.key)
+                self.show_state_soon()
+                return
+        if row.key not in self._shown:
             return
         if self._in_view(row.key):
             self._update(row.key, cells(row, self.lord.clock()))
@@ -243,7 +258,7 @@ class MainScreen(Screen[None]):
             if lord.state == "unreachable" and self.retry_at is not None:
                 left = max(0.0, self.retry_at - time.monotonic())
                 text += f" Reconnecting in {left:.0f}s…"
-            banner.update(text)
+            banner.update(Text(text))  # server text: never markup
         banner.set_class(lord.state in ("unreachable", "refused"), "shown")
 
     def show_state_soon(self) -> None:
@@ -389,7 +404,7 @@ class MainScreen(Screen[None]):
             )
             return
         done = {"pause": "Paused", "resume": "Resumed", "delete": "Deleted"}[action]
-        self.notify(f"{done} “{row.name}”.", timeout=3)
+        self.notify(f"{done} “{row.name}”.", timeout=3, markup=False)
 
 
 def _connection(state: str) -> Text:

@@ -55,6 +55,8 @@ class CheckRow:
     tz: str = "UTC"
     grace: float = 0.0
     n_pings: int = 0
+    before_start: str | None = None
+    """The status the server keeps while a run is open (shown as ``started``)."""
     late: float | None = None
     """How late the last ping came against the due time known before it."""
     durations: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
@@ -80,6 +82,7 @@ def update_row(row: CheckRow, data: dict[str, Any]) -> None:
     row.name = data.get("name", "")
     row.tags = data.get("tags", "")
     row.status = data.get("status", "new")
+    row.before_start = None
     row.started = bool(data.get("started"))
     row.last_ping = parse_time(data.get("last_ping"))
     row.next_ping = parse_time(data.get("next_ping"))
@@ -209,7 +212,8 @@ def apply_ping(row: CheckRow, event: dict[str, Any]) -> None:
     row.n_pings = max(row.n_pings, int(event.get("n") or 0))
     if kind == "start":
         row.started = True
-        if row.status != "paused":
+        if row.status not in ("paused", "started"):
+            row.before_start = row.status
             row.status = "started"
         return
 
@@ -221,12 +225,41 @@ def apply_ping(row: CheckRow, event: dict[str, Any]) -> None:
     if isinstance(duration, int | float):
         row.last_duration = float(duration)
         row.durations.append(float(duration))
-    # A failure's flip event says whether the check went down.
-    if (
-        row.status in ("new", "up", "started", "grace") and kind == "success"
-    ) or row.status == "started":
-        row.status = "up"
+    row.status = status_after(row, kind == "fail" or _failed_exit(event))
+    row.before_start = None
     row.next_ping = next_due(row, received)
+
+
+def _failed_exit(event: dict[str, Any]) -> bool:
+    code = event.get("exitstatus")
+    return isinstance(code, int) and code != 0
+
+
+def status_after(row: CheckRow, failed: bool) -> str:
+    """The status an ending ping leaves, by the server's rules (pings.py).
+
+    A run that was open shows ``started``; the server's own status stays what
+    it was before the start. A failure turns the check down once
+    ``failure_threshold`` failures came in a row; a success turns it up, but a
+    down check only after ``recovery_threshold`` successes. The counts of
+    failures and successes in a row are the server's: where they decide, the
+    status stays as it was and the server's flip event brings the change.
+    """
+    status = row.status
+    if status == "started":
+        status = row.before_start or "new"
+    if failed:
+        if status == "down" or _threshold(row, "failure_threshold") <= 1:
+            return "down"
+        return status
+    if status == "down" and _threshold(row, "recovery_threshold") > 1:
+        return status
+    return "up"
+
+
+def _threshold(row: CheckRow, name: str) -> int:
+    value = row.data.get(name)
+    return value if isinstance(value, int) else 1
 
 
 def next_due(row: CheckRow, after: float) -> float | None:
@@ -249,6 +282,7 @@ def apply_flip(row: CheckRow, event: dict[str, Any]) -> None:
     status = event.get("new_status")
     if isinstance(status, str) and status in STATUS_STYLES:
         row.status = status
+        row.before_start = None
         if status != "started":
             row.started = False
 
