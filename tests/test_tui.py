@@ -425,6 +425,37 @@ async def test_enter_shows_details_and_esc_goes_back(served: Served) -> None:
         assert app.screen is app.main
 
 
+async def test_details_list_the_attempts_to_deliver_the_checks_alerts(
+    served: Served,
+) -> None:
+    await served.add_channel("ops")
+    check = await served.create(name="backup", timeout=3600, channels="*")
+    await served.client.get(f"{check['ping_url']}/fail")
+    sent = f"/api/v3/checks/{check['uuid']}/notifications/"
+    began = time.monotonic()
+    while not (await served.client.get(sent, headers=served.tenant.rw)).json()[
+        "notifications"
+    ]:
+        assert time.monotonic() - began < 15, "no delivery attempt"
+        await asyncio.sleep(0.1)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await pilot.press("enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        attempts = details.query_one("#notifications", DataTable)
+        await until(pilot, lambda: attempts.row_count >= 1)
+        [kind, channel, result, error] = [
+            str(attempts.get_cell_at(Coordinate(0, column))) for column in (1, 2, 3, 5)
+        ]
+
+    assert (kind, channel) == ("down", "ops")
+    # Nothing listens on port 9: the attempt failed and says why.
+    assert result != "sent" and error
+
+
 async def test_a_wrong_key_says_so(served: Served) -> None:
     app = served.app(key="x" * 32)
     async with app.run_test(size=SIZE) as pilot:

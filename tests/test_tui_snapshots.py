@@ -70,6 +70,14 @@ FLIPS = [
     {"timestamp": _iso(90000), "up": 0, "old_status": "up", "new_status": "down",
      "reason": "exit status 3"},
 ]  # fmt: skip
+NOTIFICATIONS = [
+    {"at": _iso(3599), "ok": True, "state": "sent", "kind": "up",
+     "channel": "c1", "channel_name": "ops-slack", "latency": 0.182,
+     "error": None, "flip_id": 2},
+    {"at": _iso(89990), "ok": False, "state": "failed", "kind": "down",
+     "channel": "c2", "channel_name": "pager", "latency": 10.0,
+     "error": "timed out after 10 s", "flip_id": 1},
+]  # fmt: skip
 BODIES = {
     f"{BASE}/b/10": b"backup done: 12 GB\n",
     f"{BASE}/b/8": b"pg_dump: error \x1b[31mdisk full\xff\n",
@@ -95,6 +103,9 @@ class FixedServer:
 
     async def flips(self, key: str) -> list[dict[str, Any]]:
         return FLIPS
+
+    async def notifications(self, key: str) -> list[dict[str, Any]]:
+        return NOTIFICATIONS
 
     async def body(self, url: str) -> bytes:
         return BODIES[url]

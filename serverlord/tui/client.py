@@ -75,6 +75,13 @@ class Client:
         )["flips"]
         return found
 
+    async def notifications(self, key: str) -> list[dict[str, Any]]:
+        """The latest attempts to deliver the check's alerts (read-write keys)."""
+        found: list[dict[str, Any]] = (
+            await self._call("GET", f"/checks/{key}/notifications/")
+        )["notifications"]
+        return found
+
     async def body(self, url: str) -> bytes:
         """A ping's body from its ``body_url``, which names this server."""
         response = await self._send("GET", url)

@@ -69,11 +69,8 @@ class DetailsScreen(Screen[None]):
             yield Label("Flips", classes="section")
             yield DataTable(id="flips", cursor_type="row")
             yield Label("Notifications", classes="section")
-            yield Static(
-                "The management API does not list notification deliveries; "
-                f"`serverlord check show {self.row.key}` does.",
-                id="notifications",
-            )
+            yield Static(id="notifications-note")
+            yield DataTable(id="notifications", cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -81,7 +78,10 @@ class DetailsScreen(Screen[None]):
         pings.add_columns("#", "Kind", "Time", "Exit", "Duration", "Body")
         flips = self.query_one("#flips", DataTable)
         flips.add_columns("Time", "From", "To", "Reason")
+        sent = self.query_one("#notifications", DataTable)
+        sent.add_columns("Time", "Alert", "Channel", "Result", "Latency", "Error")
         self.query_one("#pings-note", Static).display = False
+        self.query_one("#notifications-note", Static).display = False
         self.show_config(self.row.data)
         self.load()
 
@@ -126,9 +126,17 @@ class DetailsScreen(Screen[None]):
             problems.append(f"pings: {exc}")
         else:
             self.show_pings(pings, bodies)
-        shown = self.query_one("#pings-note", Static)
-        shown.update(Text(note, style="italic"))
-        shown.display = bool(note)
+        self._note("#pings-note", note)
+        note = ""
+        try:
+            self.show_notifications(await client.notifications(key))
+        except WrongKey as exc:
+            if not self.row.read_only:
+                problems.append(f"notifications: {exc}")
+            note = "Notifications need a read-write API key: this one is read-only."
+        except ClientError as exc:
+            problems.append(f"notifications: {exc}")
+        self._note("#notifications-note", note)
         if problems:
             self.lord.report(
                 f"Cannot show all of “{self.row.name}”: " + "; ".join(problems),
@@ -181,6 +189,29 @@ class DetailsScreen(Screen[None]):
             else "no run with a start and an end yet"
         )
         self.query_one("#chart-range", Static).update(Text(f" {span}", style="dim"))
+
+    def _note(self, widget: str, note: str) -> None:
+        shown = self.query_one(widget, Static)
+        shown.update(Text(note, style="italic"))
+        shown.display = bool(note)
+
+    def show_notifications(self, attempts: list[dict[str, Any]]) -> None:
+        table = self.query_one("#notifications", DataTable)
+        table.clear()
+        for attempt in attempts:
+            ok = bool(attempt["ok"])
+            latency = attempt.get("latency")
+            table.add_row(
+                _when(attempt["at"]),
+                Text(str(attempt["kind"])),
+                Text(str(attempt["channel_name"] or attempt["channel"])),
+                Text(
+                    "sent" if ok else str(attempt["state"]),
+                    style="green" if ok else "red",
+                ),
+                f"{float(latency) * 1000:.0f} ms" if latency is not None else NEVER,
+                Text(body_preview(str(attempt["error"] or "").encode(), 120)),
+            )
 
     def show_flips(self, flips: list[dict[str, Any]]) -> None:
         table = self.query_one("#flips", DataTable)
