@@ -229,7 +229,7 @@ class PingService:
     ) -> Ping:
         kind, exit_status = kind_of(suffix)
         rid = _run_id(request.query_params.get("rid"))
-        body = await request.body() if _may_have_body(request) else b""
+        body = await self._read_body(request) if _may_have_body(request) else b""
         return Ping(
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
@@ -241,8 +241,19 @@ class PingService:
             remote_addr=self._remote_addr(request),
             user_agent=request.headers.get("user-agent", "")[:USER_AGENT_LIMIT],
             rid=rid,
-            body=body[: self.body_limit],
+            body=body,
         )
+
+    async def _read_body(self, request: Request[Any, Any, Any]) -> bytes:
+        """The first ``body_limit`` bytes of the body; the rest is read (up to
+        the cap, past which the route answers 413) and dropped as it comes,
+        so a connection never holds more than one limit's worth."""
+        kept = bytearray()
+        async for chunk in request.stream():
+            room = self.body_limit - len(kept)
+            if room > 0:
+                kept += chunk[:room]
+        return bytes(kept)
 
     def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
         return client_address(request, self.trusted_proxy)

@@ -1,0 +1,77 @@
+"""Big ping bodies cost a connection at most the body limit in memory.
+
+Only the first ``--ping-body-limit`` bytes of a body are kept; the rest is
+read and dropped as it arrives, so many large uploads at once (even to
+checks that do not exist) cannot fill the server's memory.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_end_to_end import ServerProcess, free_port
+
+UPLOADS = 30
+SIZE = 9_000_000
+"""Under the default cap (10 MB): every upload is accepted and read."""
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path / "data", free_port(), tmp_path / "serve.log")
+    process.start().wait_ready()
+    try:
+        yield process
+    finally:
+        process.cleanup()
+
+
+def upload(port: int, started: threading.Barrier, answers: list[bytes]) -> None:
+    chunk = b"x" * 1_000_000
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(
+            f"POST /ping/{uuid.uuid4()} HTTP/1.1\r\nHost: a\r\n"
+            f"Content-Length: {SIZE}\r\nConnection: close\r\n\r\n".encode()
+        )
+        for _ in range(SIZE // len(chunk) - 1):
+            sock.sendall(chunk)
+        # Every upload is nearly whole and held open at the same moment.
+        started.wait(timeout=60)
+        sock.sendall(chunk)
+        sock.settimeout(30)
+        answers.append(sock.recv(100))
+
+
+def test_many_big_uploads_at_once_cost_little_memory(server: ServerProcess) -> None:
+    before = rss_mib(server.pid)
+    started = threading.Barrier(UPLOADS + 1)
+    answers: list[bytes] = []
+    threads = [
+        threading.Thread(target=upload, args=(server.port, started, answers))
+        for _ in range(UPLOADS)
+    ]
+    for thread in threads:
+        thread.start()
+    started.wait(timeout=60)
+    held = rss_mib(server.pid)
+    for thread in threads:
+        thread.join(timeout=60)
+    after = rss_mib(server.pid)
+
+    assert len(answers) == UPLOADS
+    assert all(answer.startswith(b"HTTP/1.1 404") for answer in answers)
+    # 270 MB were sent; a server keeping whole bodies grows by about that.
+    assert max(held, after) - before < 60, (before, held, after)
