@@ -418,6 +418,13 @@ class Settings:
         flag_type=_count,
         metavar="N",
     )
+    connections_per_address: int = _setting(
+        "open connections one client address may hold; more are answered 429 "
+        "and closed (behind a proxy every client shares its address)",
+        1000,
+        flag_type=_count,
+        metavar="N",
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else default_data_dir()

@@ -310,6 +310,7 @@ async def serve(
         return
     server, count = started
     store = server.store
+    GuardedHttpProtocol.per_address = settings.connections_per_address
     try:
         app = http_app(server)
         config = uvicorn.Config(

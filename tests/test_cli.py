@@ -427,6 +427,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "metrics_token": ("s3cret", "s3cret"),
     "trace_pings": ("0.25", 0.25),
     "api_rate_limit": ("120", 120),
+    "connections_per_address": ("50", 50),
 }
 SETTINGS = [setting.name for setting in fields(Settings)]
 

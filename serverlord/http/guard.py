@@ -7,13 +7,16 @@ ever. Here a head over ``MAX_HEAD`` bytes or ``MAX_HEADERS`` fields gets 431,
 and a request whose head is not whole within ``HEAD_TIMEOUT`` (counted from
 its first byte, or from the connection when nothing comes) or whose body is
 not whole within ``BODY_TIMEOUT`` gets 408; the connection is closed after
-either.
+either. A client address may hold ``per_address`` connections at once; more
+are answered 429 and closed, so one client cannot take every connection the
+server accepts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections import Counter
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -28,8 +31,16 @@ longer than counted."""
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-_TEXTS = {408: b"request timeout", 431: b"request header fields too large"}
+_REASONS = {
+    408: b"Request Timeout",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+}
+_TEXTS = {
+    408: b"request timeout",
+    429: b"too many connections from this address",
+    431: b"request header fields too large",
+}
 
 
 class HeadTooLargeError(Exception):
@@ -38,6 +49,11 @@ class HeadTooLargeError(Exception):
 
 class GuardedHttpProtocol(HttpToolsProtocol):
     """One HTTP/1.1 connection, with the limits of this module."""
+
+    per_address = 1000
+    """Connections one client address may hold (set from the settings)."""
+    _open: ClassVar[Counter[str]] = Counter()
+    """Open connections by client address, in this process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,10 +66,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        self._address: str | None = peer[0] if peer else None
+        if self._address is not None:
+            self._open[self._address] += 1
+            if self._open[self._address] > self.per_address:
+                self._answer(429)
+                return
         self._arm(HEAD_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        address = getattr(self, "_address", None)
+        if address is not None:
+            self._open[address] -= 1
+            if self._open[address] <= 0:
+                del self._open[address]
+            self._address = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -127,11 +156,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         text = _TEXTS[status]
+        retry = b"retry-after: 1\r\n" if status == 429 else b""
         self.transport.write(
             b"HTTP/1.1 %d %s\r\n"
             b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\n"
-            b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(text), text)
+            b"content-length: %d\r\n%s"
+            b"connection: close\r\n\r\n%s"
+            % (status, _REASONS[status], len(text), retry, text)
         )
         self.transport.close()
 

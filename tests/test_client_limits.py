@@ -1,14 +1,17 @@
-"""Big ping bodies cost a connection at most the body limit in memory.
+"""What one client can take of a server: connections and memory.
 
 Only the first ``--ping-body-limit`` bytes of a body are kept; the rest is
 read and dropped as it arrives, so many large uploads at once (even to
-checks that do not exist) cannot fill the server's memory.
+checks that do not exist) cannot fill the server's memory. One address may
+hold ``--connections-per-address`` connections; more are answered 429, so
+one client holding connections open cannot starve the others.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 from tests.test_end_to_end import ServerProcess, free_port
 
 UPLOADS = 30
+PER_ADDRESS = 40
 SIZE = 9_000_000
 """Under the default cap (10 MB): every upload is accepted and read."""
 
@@ -31,7 +35,12 @@ def rss_mib(pid: int) -> float:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path / "data", free_port(), tmp_path / "serve.log")
+    process = ServerProcess(
+        tmp_path / "data",
+        free_port(),
+        tmp_path / "serve.log",
+        env={"SERVERLORD_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS)},
+    )
     process.start().wait_ready()
     try:
         yield process
@@ -75,3 +84,41 @@ def test_many_big_uploads_at_once_cost_little_memory(server: ServerProcess) -> N
     assert all(answer.startswith(b"HTTP/1.1 404") for answer in answers)
     # 270 MB were sent; a server keeping whole bodies grows by about that.
     assert max(held, after) - before < 60, (before, held, after)
+
+
+def ping_from(source: str, port: int) -> bytes:
+    with socket.create_connection(
+        ("127.0.0.1", port), timeout=10, source_address=(source, 0)
+    ) as sock:
+        sock.sendall(
+            f"GET /ping/{uuid.uuid4()} HTTP/1.1\r\nHost: a\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        return sock.recv(200)
+
+
+def test_one_address_holding_connections_leaves_the_others_served(
+    server: ServerProcess,
+) -> None:
+    held = [
+        socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        for _ in range(PER_ADDRESS + 5)
+    ]
+    try:
+        refused = []
+        for sock in held[PER_ADDRESS:]:
+            refused.append(sock.recv(200))
+        other = ping_from("127.0.0.2", server.port)
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.2)
+    again = ping_from("127.0.0.1", server.port)
+
+    for answer in refused:
+        assert answer.startswith(b"HTTP/1.1 429 Too Many Requests")
+        assert b"retry-after: 1" in answer
+        assert answer.endswith(b"too many connections from this address")
+    # Another address is served; a check that does not exist is 404.
+    assert other.startswith(b"HTTP/1.1 404")
+    assert again.startswith(b"HTTP/1.1 404")
