@@ -583,11 +583,31 @@ async def test_behind_a_trusted_proxy_the_address_comes_from_x_forwarded_for(
     check = await add(live)
 
     response = await live.client.get(
-        f"/ping/{check.id}", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"}
+        f"/ping/{check.id}", headers={"X-Forwarded-For": "203.0.113.9"}
     )
 
     assert response.status_code == 200
     assert (await the_ping(live, check)).remote_addr == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    "settings", [{"trusted_proxy": True}], indirect=True, ids=["proxy"]
+)
+async def test_a_client_cannot_choose_its_address_through_an_appending_proxy(
+    live: Live,
+) -> None:
+    # The client sent "X-Forwarded-For: 6.6.6.6"; the proxy appended the
+    # address it saw, in the same header or in another one.
+    check = await add(live)
+    one = [("X-Forwarded-For", "6.6.6.6, 198.51.100.4")]
+    two = [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "198.51.100.5")]
+
+    for headers in (one, two):
+        response = await live.client.get(f"/ping/{check.id}", headers=headers)
+        assert response.status_code == 200
+
+    pings = await live.store.recent_pings(check.id, 2)
+    assert sorted(p.remote_addr for p in pings) == ["198.51.100.4", "198.51.100.5"]
 
 
 async def test_a_ping_the_store_cannot_take_gets_503_with_retry_after(

@@ -260,12 +260,17 @@ class PingService:
 
 
 def client_address(request: Request[Any, Any, Any], trusted_proxy: bool) -> str:
-    """The client's address: the socket's peer, or the proxy's word for it."""
+    """The client's address: the socket's peer, or the proxy's word for it.
+
+    The trusted proxy appends the address it saw to X-Forwarded-For (or sets
+    the header to it): the last entry is its word. Entries before it were
+    written by the client or by proxies nobody vouches for.
+    """
     if trusted_proxy:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",")[0].strip()
+        forwarded = request.headers.getall("x-forwarded-for", [])
+        last = forwarded[-1].split(",")[-1].strip() if forwarded else ""
         with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_address(first))
+            return str(ipaddress.ip_address(last))
     client = request.client
     return "" if client is None else client.host
 
