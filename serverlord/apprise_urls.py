@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import apprise
 from apprise import NotifyBase
@@ -124,7 +124,32 @@ def describe_url(url: str) -> tuple[str, str]:
     """
     plugin = _instantiate(url, explain=True)
     masked: str = plugin.url(privacy=True)  # type: ignore[no-untyped-call]
-    return _kind(plugin), _hide_extras(masked)
+    kind = _kind(plugin)
+    if kind in SECRET_PATHS:
+        masked = _hide_path(masked)
+    return kind, _hide_extras(masked)
+
+
+SECRET_PATHS = frozenset({"json", "xml", "form", "ntfy"})
+"""Kinds whose URL path (a webhook's secret path, an ntfy topic) or bare user
+name can be the secret: Apprise shows those as typed."""
+
+
+def _hide_path(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if "mode=cloud" in parts.query:
+        # ntfy.sh: the topic stands where a host would.
+        host = "****"
+    netloc = host if ":" not in host else f"[{host}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    if parts.username:
+        password = ":****" if parts.password is not None else ""
+        user = "****" if not password else parts.username
+        netloc = f"{user}{password}@{netloc}"
+    path = "/".join("****" if segment else "" for segment in parts.path.split("/"))
+    return urlunsplit(SplitResult(parts.scheme, netloc, path, parts.query, ""))
 
 
 def service_kind(url: str) -> str:

@@ -97,7 +97,7 @@ def test_channel_add_prints_the_name_the_masked_url_and_the_id(
 
     assert result.code == 0, result.err
     assert result.out.startswith(
-        f"added channel 'ops team' (json://127.0.0.1:{receiver.port}/hook"
+        f"added channel 'ops team' (json://127.0.0.1:{receiver.port}/****"
     )
     match = re.search(r"^id: (\S+)$", result.out, re.MULTILINE)
     assert match and UUID.fullmatch(match[1])
@@ -112,7 +112,7 @@ def test_channel_add_json_names_the_channel_after_its_service_by_default(
     assert UUID.fullmatch(data["id"])
     assert data["name"] == "json"
     assert data["kind"] == "json"
-    assert data["url"].startswith(f"json://127.0.0.1:{receiver.port}/hook")
+    assert data["url"].startswith(f"json://127.0.0.1:{receiver.port}/****")
     assert (data["last_attempt"], data["last_ok"], data["last_error"]) == (
         None,
         None,
@@ -173,7 +173,7 @@ def test_channel_list_masks_the_password_in_text_and_in_json(
     for result in (added, as_json, text, listed):
         assert result.code == 0, result.err
         assert SECRET not in result.out + result.err
-    assert f"json://user:****@127.0.0.1:{receiver.port}/x" in text.out
+    assert f"json://user:****@127.0.0.1:{receiver.port}/****" in text.out
     assert [c["name"] for c in listed.json()] == ["with password", "again"]
     assert all("user:****@" in c["url"] for c in listed.json())
 
@@ -193,6 +193,27 @@ def test_channel_list_masks_secrets_in_headers_and_payload_fields(
     [data] = listed.json()
     assert "%2BAuthorization=****" in data["url"]
     assert "%3Atoken=****" in data["url"]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"json://127.0.0.1:9/hooks/{SECRET}", "json://127.0.0.1:9/****/****?"),
+        (f"jsons://{SECRET}@127.0.0.1/x", "jsons://****@127.0.0.1/****?"),
+        (f"form://127.0.0.1/{SECRET}", "form://127.0.0.1/****?"),
+        (f"ntfys://ntfy.example/{SECRET}", "ntfys://ntfy.example/****?"),
+        (f"ntfy://{SECRET}", "ntfys://****?"),
+    ],
+)
+def test_a_webhook_path_a_bare_user_or_an_ntfy_topic_is_masked(
+    run: Run, url: str, shown: str
+) -> None:
+    added = run("channel", "add", url, "--json")
+    listed = run("channel", "list", "--json")
+
+    assert added.code == 0, added.err
+    assert SECRET.lower() not in (added.out + listed.out).lower()
+    assert listed.json()[0]["url"].startswith(shown)
 
 
 def test_channel_list_without_channels_says_how_to_add_one(run: Run) -> None:
