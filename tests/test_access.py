@@ -110,6 +110,12 @@ async def test_api_answers_are_never_cached_and_never_open_to_other_origins(
         await live.client.get(CHECKS, headers={**alice.rw, **origin}),
         await live.client.get(CHECKS, headers=origin),
         await live.client.get(f"{CHECKS}{uuid.uuid4()}", headers=alice.rw),
+        # Refused by the router or the body limit, and per-project metrics.
+        await live.client.put(CHECKS, headers=alice.rw),
+        await live.client.get("/api/v3/nothing", headers=alice.rw),
+        await live.client.post(CHECKS, content=b"x" * 200_000, headers=alice.rw),
+        await live.client.get(f"/projects/{alice.project.id}/metrics/{alice.read}"),
+        await live.client.get(f"/projects/{alice.project.id}/metrics/{alice.write}"),
     ]
     preflight = await live.client.options(
         CHECKS,

@@ -15,7 +15,7 @@ from serverlord.config import Settings
 from serverlord.http.api import API_PATH, api_router
 from serverlord.http.api_service import ApiService
 from serverlord.http.badges import BadgeService, badge_routes
-from serverlord.http.headers import SECURITY_HEADERS
+from serverlord.http.headers import API_HEADERS, SECURITY_HEADERS
 from serverlord.http.ping import PingService, ping_routes
 
 if TYPE_CHECKING:
@@ -27,10 +27,19 @@ async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
+def _headers_for(path: str) -> dict[str, str] | None:
+    """Pings get none; the API and per-project metrics are never cached."""
+    if path.startswith("/ping/"):
+        return None
+    if path.startswith(("/api/", "/projects/")):
+        return API_HEADERS
+    return SECURITY_HEADERS
+
+
 def _not_found(
     request: Request[Any, Any, Any], exc: NotFoundException
 ) -> Response[str]:
-    headers = None if request.url.path.startswith("/ping/") else SECURITY_HEADERS
+    headers = _headers_for(request.url.path)
     return Response(
         "not found", status_code=404, media_type="text/plain", headers=headers
     )
@@ -45,7 +54,7 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return Response(
         {"error": exc.detail},  # type: ignore[arg-type]
         status_code=exc.status_code,
-        headers={**SECURITY_HEADERS, **(exc.headers or {})},
+        headers={**(_headers_for(request.url.path) or {}), **(exc.headers or {})},
     )
 
 

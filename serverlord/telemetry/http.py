@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+"""A project's check metrics are its private data (with its key in the URL)."""
+
+
 def _text(
     body: str, status: int, headers: dict[str, str] | None = None
 ) -> Response[str]:
@@ -73,11 +77,19 @@ def project_metrics_routes(
         text = render_checks(await checks(project), time.time())
         return Response(text.encode(), media_type=CONTENT_TYPE)
 
-    @get("/projects/{project:str}/metrics/{key:str}", include_in_schema=False)
+    @get(
+        "/projects/{project:str}/metrics/{key:str}",
+        include_in_schema=False,
+        response_headers=NO_STORE,
+    )
     async def with_key(project: FromPath[str], key: FromPath[str]) -> Response[Any]:
         return await answer(project, key)
 
-    @get("/projects/{project:str}/metrics", include_in_schema=False)
+    @get(
+        "/projects/{project:str}/metrics",
+        include_in_schema=False,
+        response_headers=NO_STORE,
+    )
     async def with_header(
         request: Request[Any, Any, Any], project: FromPath[str]
     ) -> Response[Any]:
