@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import socket
 import sqlite3
@@ -259,6 +260,27 @@ def _http_server_class() -> type:
     return HttpServer
 
 
+def raise_open_files() -> None:
+    """Let this process open a socket for every connection it accepts.
+
+    Shells often start programs with 1,024 open files; past that, new
+    connections fail without an answer or a log line.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 1024
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < limit:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    if limit < wanted:
+        log.warning(
+            "this process may open %d files: fewer than the %d connections "
+            "serverlord accepts (raise the hard limit, e.g. LimitNOFILE)",
+            limit,
+            MAX_CONNECTIONS,
+            extra={"action": "open_files_limited", "limit": limit},
+        )
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything else starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -290,6 +312,7 @@ async def serve(
     from serverlord import telemetry as telemetry_setup
     from serverlord.http.guard import GuardedHttpProtocol
 
+    raise_open_files()
     own_socket = sock is None
     if sock is None:
         sock = bind(settings.host, settings.port)

@@ -309,6 +309,25 @@ def test_a_header_line_that_never_ends_gets_431_without_waiting(
     assert time.monotonic() - began < HEAD_TIMEOUT
 
 
+def test_a_big_body_and_a_pipelined_request_in_one_write_are_both_served(
+    target: Target,
+) -> None:
+    # The raw count of a head must not take a body read with it for a head.
+    body = b"b" * 150_000
+    check = target.check.encode()
+    first = b"POST /ping/%s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % (
+        check,
+        len(body),
+    )
+    second = b"GET /ping/%s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" % check
+    before = target.n_pings()
+
+    answer = raw(target, first + body + second)
+
+    assert answer.count(b"HTTP/1.1 200 OK") == 2, answer[:300]
+    assert target.n_pings() == before + 2
+
+
 def test_a_trickled_head_gets_408_while_other_pings_get_200(target: Target) -> None:
     before = target.n_pings()
     answers: list[bytes] = []

@@ -23,11 +23,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD = 32 * 1024
 """Bytes of the request line and headers together."""
 MAX_HEADERS = 100
-HEAD_SLACK = 256 * 1024
+HEAD_SLACK = 16 * 1024
 """Bytes read beyond MAX_HEAD before an unfinished head is refused: the
-parser reports a header only once its line ends. The raw count starts with
-the first read in which no request ended, so a head may be up to one read
-longer than counted."""
+parser reports a header only once its line ends, so the raw bytes are counted
+too, roughly where a read also carried the end of a request."""
+REQUEST_LINE_BYTES = 16
+"""The method, version and line ends of a request line, which the parser
+does not report: roughly."""
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 
@@ -60,7 +62,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_size = 0
         self._in_head = True
         self._raw_head = 0
-        self._ended_in_read = False
+        self._parsed = 0
+        self._parsed_at_end: int | None = None
         self._refused = False
         self._timer: asyncio.TimerHandle | None = None
 
@@ -88,39 +91,52 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        self._ended_in_read = False
+        self._parsed, self._parsed_at_end = 0, None
         super().data_received(data)
         # A header line that never ends is never reported by the parser,
-        # which keeps appending to it: count the raw bytes of a head too,
-        # from the first read in which no request (or head) ended.
+        # which keeps appending to it: count the raw bytes of a head too.
+        # When a request ended in this read, the next head is what the
+        # parser did not report of it (a rough count: the slack covers it).
         if not self._in_head or self._refused:
             return
-        self._raw_head = 0 if self._ended_in_read else self._raw_head + len(data)
+        if self._parsed_at_end is None:
+            self._raw_head += len(data)
+        else:
+            self._raw_head = max(0, len(data) - self._parsed_at_end)
         if self._raw_head > MAX_HEAD + HEAD_SLACK:
             self._answer(431)
 
     def on_message_begin(self) -> None:
+        self._parsed += REQUEST_LINE_BYTES
         super().on_message_begin()
         self._head_size = 0
         self._arm(HEAD_TIMEOUT)
 
     def on_url(self, url: bytes) -> None:
+        self._parsed += len(url)
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed += len(name) + len(value) + 4
         self._count(len(name) + len(value) + 4)
         if len(self.headers) >= MAX_HEADERS:
             self._refuse(431)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._ended_in_read = False, True
+        self._in_head = False
+        self._parsed += 2
         self._arm(BODY_TIMEOUT)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._parsed += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
-        self._in_head, self._ended_in_read = True, True
+        self._in_head, self._raw_head = True, 0
+        self._parsed_at_end = self._parsed
         self._disarm()
         super().on_message_complete()
 

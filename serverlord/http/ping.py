@@ -40,12 +40,12 @@ SLUG_RE = re.compile(r"[a-z0-9_-]{1,100}")
 USER_AGENT_LIMIT = 200
 NO_CACHE = "no-cache, no-store, must-revalidate, max-age=0"
 BURST_SECONDS = 10.0
+"""A check may send this many seconds' worth of its ping rate limit at once."""
 NEW_CHECKS_BURST = 500
 """Checks one project's pings may create at once with ``?create=1``..."""
 NEW_CHECKS_PER_SECOND = 1.0
 """...and then at this rate: a leaked ping key cannot flood a project."""
 TOO_MANY_NEW = "too many new checks, slow down"
-"""A check may send this many seconds' worth of its ping rate limit at once."""
 
 
 class TooManyNewChecksError(Exception):
