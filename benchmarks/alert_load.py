@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import sqlite3
 import statistics
@@ -30,41 +29,11 @@ from pathlib import Path
 
 from serverlord.apprise_urls import describe_url
 from serverlord.bench.target import Target, free_port
+from serverlord.bench.wave import Receiver
 from serverlord.channels import Channel
 from serverlord.checks import UP, Check
 from serverlord.schedules import Schedule
 from serverlord.store.sqlite import SqliteStore
-
-FLIP_ID = re.compile(r"Flip: #(\d+)")
-
-
-class Receiver:
-    """A bare webhook: records when each POST arrived and which flip it names."""
-
-    def __init__(self) -> None:
-        self.arrivals: dict[int, float] = {}
-        self.count = 0
-
-    async def handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = await reader.readexactly(length)
-                now = time.time()
-                self.count += 1
-                found = FLIP_ID.search(json.loads(body).get("message", ""))
-                if found:
-                    self.arrivals.setdefault(int(found[1]), now)
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        writer.close()
 
 
 async def prepare(

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from serverlord.accounts import Project, new_api_key, new_project, new_user
+from serverlord.accounts import (
+    DEFAULT_PROJECT,
+    Project,
+    new_api_key,
+    new_project,
+    new_user,
+)
+from serverlord.channels import Channel
 
 
 @dataclass
@@ -34,3 +42,16 @@ async def make_tenant(store: Any, email: str = "alice@example.com") -> Tenant:
     read, read_stored = new_api_key(project.id, True, now)
     await store.add_user(user, project, [write_stored, read_stored])
     return Tenant(project, write, read)
+
+
+def unreachable_channel(name: str, project: str = "") -> Channel:
+    """A json:// channel to port 9 of 127.0.0.1, where nothing listens."""
+    return Channel(
+        id=str(uuid.uuid4()),
+        name=name,
+        url="json://127.0.0.1:9/",
+        kind="json",
+        masked_url="json://127.0.0.1:9/",
+        created=time.time(),
+        project=project or DEFAULT_PROJECT,
+    )

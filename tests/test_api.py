@@ -16,7 +16,7 @@ from serverlord.channels import Channel
 from serverlord.config import Settings
 from serverlord.pings import Ping
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant
+from tests.tenants import Tenant, make_tenant, unreachable_channel
 
 CHECKS = "/api/v3/checks/"
 
@@ -292,15 +292,7 @@ async def test_unknown_or_foreign_channels_are_400_and_create_nothing(
 
 
 async def add_channel(live: Live, tenant: Tenant, name: str) -> Channel:
-    channel = Channel(
-        id=str(uuid.uuid4()),
-        name=name,
-        url="json://127.0.0.1:9/",
-        kind="json",
-        masked_url="json://127.0.0.1:9/",
-        created=time.time(),
-        project=tenant.project.id,
-    )
+    channel = unreachable_channel(name, tenant.project.id)
     await live.store.add_channel(channel)
     return channel
 

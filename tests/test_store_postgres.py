@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from serverlord.checks import Check
 from serverlord.store import StoreUnavailableError
 from serverlord.store.base import Due
 from serverlord.store.postgres import PostgresStore, masked
+from tests.tenants import unreachable_channel
 from tests.test_store_contract import new_check, ping
 
 if TYPE_CHECKING:
@@ -61,14 +61,7 @@ async def transactions_of(db: asyncpg.Connection, check: Check) -> int:
 
 
 async def add_channel(store: PostgresStore, name: str = "ops") -> Channel:
-    channel = Channel(
-        id=str(uuid.uuid4()),
-        name=name,
-        url="json://127.0.0.1:9/",
-        kind="json",
-        masked_url="json://127.0.0.1:9/",
-        created=time.time(),
-    )
+    channel = unreachable_channel(name)
     await store.add_channel(channel)
     return channel
 

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from serverlord.tui.client import Client
 from serverlord.tui.connection import Connection, save
 from serverlord.tui.details_screen import DetailsScreen
 from serverlord.tui.form_screen import CheckForm
-from tests.tenants import Tenant, make_tenant
+from tests.tenants import Tenant, make_tenant, unreachable_channel
 from tests.terminal import Terminal
 from tests.test_end_to_end import ServerProcess, clean_env, free_port
 
@@ -98,15 +97,7 @@ class Served:
     store: Store
 
     async def add_channel(self, name: str) -> Channel:
-        channel = Channel(
-            id=str(uuid.uuid4()),
-            name=name,
-            url="json://127.0.0.1:9/",
-            kind="json",
-            masked_url="json://127.0.0.1:9/",
-            created=time.time(),
-            project=self.tenant.project.id,
-        )
+        channel = unreachable_channel(name, self.tenant.project.id)
         await self.store.add_channel(channel)
         return channel
 
