@@ -107,7 +107,7 @@ def test_one_address_holding_connections_leaves_the_others_served(
     try:
         refused = []
         for sock in held[PER_ADDRESS:]:
-            refused.append(sock.recv(200))
+            refused.append(sock.recv(4096))
         other = ping_from("127.0.0.2", server.port)
     finally:
         for sock in held:
@@ -119,6 +119,8 @@ def test_one_address_holding_connections_leaves_the_others_served(
         assert answer.startswith(b"HTTP/1.1 429 Too Many Requests")
         assert b"retry-after: 1" in answer
         assert answer.endswith(b"too many connections from this address")
+        assert b"x-content-type-options: nosniff" in answer
+        assert b"cache-control: no-store" in answer
     # Another address is served; a check that does not exist is 404.
     assert other.startswith(b"HTTP/1.1 404")
     assert again.startswith(b"HTTP/1.1 404")

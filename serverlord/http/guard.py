@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from serverlord.http.headers import API_HEADERS
+
 MAX_HEAD = 32 * 1024
 """Bytes of the request line and headers together."""
 MAX_HEADERS = 100
@@ -43,6 +45,14 @@ _TEXTS = {
     429: b"too many connections from this address",
     431: b"request header fields too large",
 }
+
+
+_GUARD_HEADERS = b"".join(
+    b"%s: %s\r\n" % (name.lower().encode(), value.encode())
+    for name, value in {**API_HEADERS, "Access-Control-Allow-Origin": "*"}.items()
+)
+"""Refused before the path is known: the headers of every other answer, and
+a ping's CORS header so that a page pinging may read why."""
 
 
 class HeadTooLargeError(Exception):
@@ -176,9 +186,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.write(
             b"HTTP/1.1 %d %s\r\n"
             b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\n%s"
+            b"content-length: %d\r\n%s%s"
             b"connection: close\r\n\r\n%s"
-            % (status, _REASONS[status], len(text), retry, text)
+            % (status, _REASONS[status], len(text), retry, _GUARD_HEADERS, text)
         )
         self.transport.close()
 
