@@ -27,6 +27,7 @@ from serverlord.http.app import build_app
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.database import Database
+from tests.tenants import Tenant, make_tenant
 
 if TYPE_CHECKING:
     from tests.test_end_to_end import ServerProcess
@@ -135,3 +136,15 @@ def servers() -> Iterator[list[ServerProcess]]:
     yield started
     for server in started:
         server.cleanup()
+
+
+@pytest.fixture
+async def alice(live: Live) -> Tenant:
+    """A user with a project and keys, on the live server's store."""
+    return await make_tenant(live.store, "alice@example.com")
+
+
+@pytest.fixture
+async def bob(live: Live) -> Tenant:
+    """Another user, whose project alice must never see."""
+    return await make_tenant(live.store, "bob@example.com")

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +29,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from serverlord.checks import Check
 from serverlord.config import Settings
+from serverlord.schedules import Schedule
 from serverlord.server import Server, http_app
 from serverlord.store import Store
 from serverlord.telemetry import Telemetry
@@ -170,3 +173,18 @@ def _handler_for(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
             return None
 
     return Handler
+
+
+async def add_check(
+    store: Store, period: float = 86400.0, grace: float = 3600.0
+) -> Check:
+    """A simple check, straight into the store."""
+    check = Check(
+        id=str(uuid.uuid4()),
+        name="backup",
+        schedule=Schedule.simple(period),
+        grace=grace,
+        created=time.time(),
+    )
+    await store.add_check(check)
+    return check

@@ -19,7 +19,7 @@ from serverlord.config import Settings
 from serverlord.http.limits import RateLimiter
 from serverlord.schedules import Schedule
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant
+from tests.tenants import Tenant
 
 CHECKS = "/api/v3/checks/"
 SECURITY = {
@@ -39,16 +39,6 @@ def backend() -> str:
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     overrides: dict[str, Any] = getattr(request, "param", {})
     return Settings(data_dir=tmp_path, shards=2, **overrides)
-
-
-@pytest.fixture
-async def alice(live: Live) -> Tenant:
-    return await make_tenant(live.store, "alice@example.com")
-
-
-@pytest.fixture
-async def bob(live: Live) -> Tenant:
-    return await make_tenant(live.store, "bob@example.com")
 
 
 async def add_check(live: Live, project: str | None = None) -> Check:

@@ -16,7 +16,7 @@ from serverlord.channels import Channel
 from serverlord.config import Settings
 from serverlord.pings import Ping
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant, unreachable_channel
+from tests.tenants import Tenant, unreachable_channel
 
 CHECKS = "/api/v3/checks/"
 
@@ -25,16 +25,6 @@ CHECKS = "/api/v3/checks/"
 def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     overrides: dict[str, Any] = getattr(request, "param", {})
     return Settings(data_dir=tmp_path, shards=2, **overrides)
-
-
-@pytest.fixture
-async def alice(live: Live) -> Tenant:
-    return await make_tenant(live.store, "alice@example.com")
-
-
-@pytest.fixture
-async def bob(live: Live) -> Tenant:
-    return await make_tenant(live.store, "bob@example.com")
 
 
 async def create(live: Live, tenant: Tenant, **fields: Any) -> dict[str, Any]:

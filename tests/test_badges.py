@@ -6,18 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from serverlord.checks import DOWN, UP
 from serverlord.http.api_edit import new_check
 from serverlord.schedules import Schedule
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant
-
-
-@pytest.fixture
-async def alice(live: Live) -> Tenant:
-    return await make_tenant(live.store, "alice@example.com")
+from tests.tenants import Tenant
 
 
 async def add(live: Live, tenant: Tenant, tags: str, state: str) -> None:

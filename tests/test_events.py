@@ -13,7 +13,7 @@ import pytest
 from serverlord.accounts import unique_key
 from serverlord.http import api, api_service
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant
+from tests.tenants import Tenant
 
 EVENTS = "/api/v3/events"
 
@@ -21,16 +21,6 @@ EVENTS = "/api/v3/events"
 @pytest.fixture(autouse=True)
 def quick_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(api_service, "KEEP_ALIVE", 0.5)
-
-
-@pytest.fixture
-async def alice(live: Live) -> Tenant:
-    return await make_tenant(live.store, "alice@example.com")
-
-
-@pytest.fixture
-async def bob(live: Live) -> Tenant:
-    return await make_tenant(live.store, "bob@example.com")
 
 
 class Stream:

@@ -19,14 +19,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from serverlord.checks import Check
 from serverlord.config import Settings
-from serverlord.schedules import Schedule
 from serverlord.store import Store
 from serverlord.telemetry import NO_TELEMETRY, start
 from serverlord.telemetry.meters import PING_MS
 from tests.conftest import Live
-from tests.observed import observed
+from tests.observed import add_check, observed
 from tests.tenants import make_tenant
 
 DAY = 86400.0
@@ -46,18 +44,6 @@ async def live(
         monkeypatch.delenv(name, raising=False)
     async with observed(settings, store, start(settings)) as server:
         yield server
-
-
-async def add(store: Store, period: float = DAY, grace: float = 3600.0) -> Check:
-    check = Check(
-        id=str(uuid.uuid4()),
-        name="backup",
-        schedule=Schedule.simple(period),
-        grace=grace,
-        created=time.time(),
-    )
-    await store.add_check(check)
-    return check
 
 
 async def scrape(live: Live, **headers: str) -> dict[str, list[Sample]]:
@@ -80,7 +66,7 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 async def test_the_ping_counter_and_histogram_count_exactly_the_pings_sent(
     live: Live,
 ) -> None:
-    a, b = await add(live.store), await add(live.store)
+    a, b = await add_check(live.store), await add_check(live.store)
     for _ in range(5):
         assert (await live.client.get(f"/ping/{a.id}")).status_code == 200
     for _ in range(2):
@@ -122,7 +108,7 @@ async def test_the_ping_counter_and_histogram_count_exactly_the_pings_sent(
 async def test_a_scrape_shows_commits_flips_statuses_and_sweeper_heaps(
     live: Live,
 ) -> None:
-    up, down = await add(live.store), await add(live.store)
+    up, down = await add_check(live.store), await add_check(live.store)
     for _ in range(4):
         await live.client.get(f"/ping/{up.id}")
     await live.client.get(f"/ping/{down.id}/fail")
@@ -188,7 +174,7 @@ async def test_resource_attributes_prometheus_cannot_name_still_give_a_valid_scr
 async def test_detection_lag_counts_each_missed_deadline_in_milliseconds(
     live: Live,
 ) -> None:
-    late = await add(live.store, period=1.0, grace=1.0)
+    late = await add_check(live.store, period=1.0, grace=1.0)
     await live.client.get(f"/ping/{late.id}")
 
     await asyncio.sleep(2.5)
@@ -221,7 +207,7 @@ async def test_with_a_token_set_metrics_need_it_as_a_bearer_token(live: Live) ->
 async def test_with_metrics_off_there_is_no_metrics_route_and_no_meter(
     live: Live, settings: Settings
 ) -> None:
-    check = await add(live.store)
+    check = await add_check(live.store)
 
     assert (await live.client.get(f"/ping/{check.id}")).status_code == 200
     assert (await live.client.get("/metrics")).status_code == 404
@@ -231,7 +217,7 @@ async def test_with_metrics_off_there_is_no_metrics_route_and_no_meter(
 async def test_pings_log_nothing_at_info(
     live: Live, caplog: pytest.LogCaptureFixture
 ) -> None:
-    check = await add(live.store)
+    check = await add_check(live.store)
     await live.client.get(f"/ping/{check.id}")
     caplog.clear()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,15 +18,13 @@ import pytest
 
 from serverlord.apprise_urls import describe_url
 from serverlord.channels import Channel
-from serverlord.checks import Check
 from serverlord.config import Settings
-from serverlord.schedules import Schedule
 from serverlord.store import Store
 from serverlord.telemetry import start
 from serverlord.telemetry.logs import JsonFormatter
 from serverlord.telemetry.meters import PING_MS
 from tests.conftest import Live
-from tests.observed import OtlpReceiver, observed
+from tests.observed import OtlpReceiver, add_check, observed
 from tests.receivers import WebhookReceiver
 from tests.tenants import make_tenant
 
@@ -69,20 +66,6 @@ def export_to(otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "cron-watch")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
-
-
-async def add_check(
-    store: Store, period: float = 86400.0, grace: float = 3600.0
-) -> Check:
-    check = Check(
-        id=str(uuid.uuid4()),
-        name="backup",
-        schedule=Schedule.simple(period),
-        grace=grace,
-        created=time.time(),
-    )
-    await store.add_check(check)
-    return check
 
 
 async def test_the_receiver_gets_the_metrics_with_the_resource_of_the_environment(

@@ -12,12 +12,7 @@ from serverlord.channels import Channel
 from serverlord.checks import DOWN, NEW, UP
 from serverlord.http.api_edit import new_check
 from tests.conftest import Live
-from tests.tenants import Tenant, make_tenant
-
-
-@pytest.fixture
-async def alice(live: Live) -> Tenant:
-    return await make_tenant(live.store, "alice@example.com")
+from tests.tenants import Tenant
 
 
 async def add(live: Live, tenant: Tenant, slug: str, name: str = "") -> str:
