@@ -93,6 +93,10 @@ class Target:
             str(self.data_dir),
             "--log-level",
             "error",
+            # The bench pings a few checks many times a second: the per-check
+            # limit against runaway loops would answer 429 to its own traffic.
+            "--ping-rate-limit",
+            "0",
             *self.extra,
         ]
         if self.database_url:
