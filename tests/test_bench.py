@@ -12,12 +12,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from serverlord.bench.target import Target
+from serverlord.bench.target import Target, free_port, http_get
 from serverlord.config import LEGACY_VARIABLES
 
 pytestmark = pytest.mark.slow
@@ -203,6 +204,9 @@ def test_setup_and_ingest_load_a_running_server_through_its_api(
         (["ingest", "--seconds", "0"], "--seconds: 0 is not between"),
         (["memory", "--database-url", "postgresql://x@127.0.0.1/db"], "SQLite only"),
         (["nothing"], "invalid choice"),
+        (["responder"], "the responder needs it"),
+        (["ingest", "--port", "8000"], "--port goes with the responder"),
+        (["responder", "--port", "70000"], "--port: 70000 is not between"),
     ],
 )
 def test_bad_input_exits_2_with_a_precise_message(
@@ -213,3 +217,29 @@ def test_bad_input_exits_2_with_a_precise_message(
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_responder_answers_ok_and_says_when_its_port_is_taken() -> None:
+    port = free_port()
+    responder = subprocess.Popen(
+        [sys.executable, "-m", "serverlord", "bench", "responder", "--port", str(port)],
+        env=clean_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert http_get(port, "/anything") == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the responder never answered"
+                time.sleep(0.05)
+        taken = bench("responder", "--port", str(port), timeout=30)
+    finally:
+        responder.terminate()
+        responder.wait(10)
+
+    assert taken.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    assert "Traceback" not in taken.stderr
+    assert responder.returncode == 0

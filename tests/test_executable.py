@@ -44,7 +44,7 @@ ALERT_TIMEOUT = 15.0
 
 COMMANDS = [
     "serve", "check", "channel", "schedule", "run", "user", "key", "project", "db",
-    "tui",
+    "tui", "bench",
 ]  # fmt: skip
 # Commands still to be written. Each must work frozen once it lands: then
 # `serverlord NAME --help` succeeds, this strict xfail fails, and NAME moves to
@@ -312,6 +312,23 @@ def test_accounts_the_api_and_the_job_wrapper_work_frozen(
     assert document.status_code == 200, document.text
     assert "/api/v3/checks" in document.json()["paths"]
     assert server.signal(signal.SIGTERM) == 0
+
+
+def test_the_bench_loads_a_frozen_server_beside_the_frozen_responder(
+    executable: Executable,
+) -> None:
+    # The bench starts the executable itself twice: as the server it loads
+    # and as the bare responder it compares against.
+    done = executable.run(
+        "bench", "ingest", "--checks", "5", "--seconds", "1",
+        "--connections", "2", "--json", "--quiet",
+        timeout=180,
+    )  # fmt: skip
+
+    level = succeeds(done)["levels"][0]
+    assert level["serverlord"]["ok_per_s"] > 0
+    assert level["serverlord"]["errors"] == 0
+    assert level["bare"]["ok_per_s"] > 0
 
 
 def test_the_tui_shows_the_frozen_servers_checks_in_a_terminal(

@@ -27,6 +27,8 @@ SCENARIOS = {
     "lag": "detection lag of silent checks while pings keep coming",
     "wave": "K checks due at the same instant: until flipped, until alerted",
     "memory": "server memory per loaded check and start-up time",
+    "responder": "a bare HTTP responder answering OK on --port until stopped "
+    "(ingest's yardstick, for your own load tools)",
 }
 OVER_URL = ("setup", "ingest")
 """Scenarios that can load a running server; the others read its store."""
@@ -73,6 +75,13 @@ def add_bench_command(commands: Any) -> None:
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--url", help="a running server to load (setup, ingest)")
     bench.add_argument("--api-key", help="API key of the project --url loads")
+    bench.add_argument(
+        "--port",
+        dest="responder_port",
+        type=int,
+        default=None,
+        help="responder: the port on 127.0.0.1 to answer on",
+    )
     bench.add_argument(
         "--database-url",
         metavar="URL",
@@ -147,6 +156,11 @@ def add_bench_command(commands: Any) -> None:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse what cannot run, before anything starts."""
+    port = args.responder_port
+    if (args.scenario == "responder") != (port is not None):
+        raise UsageError("--port goes with the responder, and the responder needs it")
+    if port is not None and not 1 <= port <= 65535:
+        raise UsageError(f"--port: {port} is not between 1 and 65,535")
     if args.checks is None:
         args.checks = 10_000 if args.scenario == "ingest" else 100_000
     for name, (low, high) in LIMITS.items():
@@ -181,11 +195,7 @@ def check_args(args: argparse.Namespace) -> None:
             raise UsageError("--url and --database-url: give one of them")
     elif args.api_key:
         raise UsageError("--api-key goes with --url")
-    if (
-        args.scenario in ("ingest", "lag")
-        and args.scenario == "ingest"
-        and args.checks < 1
-    ):
+    if args.scenario == "ingest" and args.checks < 1:
         raise UsageError("--checks: ingest needs at least 1 check to ping")
     if args.database_url and args.scenario == "memory":
         raise UsageError(
@@ -195,14 +205,11 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
-    if getattr(sys, "frozen", False):
-        # The bench starts servers and the bare responder as `python -m ...`,
-        # which a one-file executable cannot do.
-        raise UsageError(
-            "bench runs from a pip install of serverlord, not from the one-file "
-            "executable: pip install serverlord and run `serverlord bench` there"
-        )
     check_args(args)
+    if args.scenario == "responder":
+        from serverlord.bench.bare import run_responder
+
+        return run_responder(args.responder_port)
     scenario = importlib.import_module(f"serverlord.bench.{args.scenario}")
     database_url = settings.database_url if args.database_url else ""
     if database_url and not database_url.startswith("postgres"):

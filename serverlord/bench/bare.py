@@ -2,15 +2,17 @@
 
 The ceiling one Python process on this machine can reach: ``ingest`` loads it
 the same way as serverlord and reports serverlord's throughput as a share of
-it. Run as ``python -m serverlord.bench.bare PORT``; it stops on SIGTERM.
+it. Run as ``serverlord bench responder --port PORT``; it stops on SIGTERM or
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from typing import cast
+
+from serverlord.errors import CommandError
 
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nOK"
 
@@ -43,15 +45,17 @@ async def serve(port: int) -> None:
         await stop.wait()
 
 
-def main() -> None:
-    port = int(sys.argv[1])
+def run_responder(port: int) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(port))
+        run = asyncio.run
     else:
-        uvloop.run(serve(port))
-
-
-if __name__ == "__main__":
-    main()
+        run = uvloop.run
+    try:
+        run(serve(port))
+    except OSError as exc:
+        raise CommandError(
+            f"the responder cannot listen on 127.0.0.1:{port}: {exc.strerror}"
+        ) from None
+    return 0

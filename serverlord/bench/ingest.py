@@ -13,14 +13,13 @@ import asyncio
 import random
 import statistics
 import subprocess
-import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from serverlord.bench.load import load
 from serverlord.bench.setup import populate
-from serverlord.bench.target import Target, free_port, http_get
+from serverlord.bench.target import Target, free_port, http_get, serverlord_command
 from serverlord.errors import CommandError
 
 FIGURES = ("ok_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms")
@@ -29,7 +28,7 @@ FIGURES = ("ok_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms")
 def start_bare() -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "serverlord.bench.bare", str(port)],
+        serverlord_command("bench", "responder", "--port", str(port)),
         stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30

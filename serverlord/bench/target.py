@@ -29,6 +29,14 @@ START_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
 
 
+def serverlord_command(*argv: str) -> list[str]:
+    """The command line that runs serverlord again with ``argv``: the one-file
+    executable runs itself, an installed package runs through this Python."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, *argv]
+    return [sys.executable, "-m", "serverlord", *argv]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,10 +88,7 @@ class Target:
     def start(self) -> float:
         """Start ``serverlord serve``; return seconds until it answered a ping."""
         self.port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "serverlord",
+        command = serverlord_command(
             "serve",
             "--host",
             "127.0.0.1",
@@ -98,7 +103,7 @@ class Target:
             "--ping-rate-limit",
             "0",
             *self.extra,
-        ]
+        )
         if self.database_url:
             command += ["--database-url", self.database_url]
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
