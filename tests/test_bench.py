@@ -22,6 +22,7 @@ from serverlord.bench.target import Target, free_port, http_get
 from serverlord.config import LEGACY_VARIABLES
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("tests.postgres",)
 
 
 def clean_env() -> dict[str, str]:
@@ -202,7 +203,6 @@ def test_setup_and_ingest_load_a_running_server_through_its_api(
         (["ingest", "--url", "ftp://x"], "must be http://HOST:PORT"),
         (["ingest", "--connections", "0"], "each count must be 1-10000"),
         (["ingest", "--seconds", "0"], "--seconds: 0 is not between"),
-        (["memory", "--database-url", "postgresql://x@127.0.0.1/db"], "SQLite only"),
         (["nothing"], "invalid choice"),
         (["responder"], "the responder needs it"),
         (["ingest", "--port", "8000"], "--port goes with the responder"),
@@ -243,3 +243,27 @@ def test_the_responder_answers_ok_and_says_when_its_port_is_taken() -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
     assert "Traceback" not in taken.stderr
     assert responder.returncode == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["memory", "--checks", "300"],
+        ["ingest", "--checks", "20", "--seconds", "1", "--connections", "2"],
+        ["wave", "--wave", "20", "--timeout", "30"],
+    ],
+    ids=["memory", "ingest", "wave"],
+)
+def test_scenarios_run_on_an_empty_postgresql_database(
+    argv: list[str], postgres_url: str
+) -> None:
+    result = report(*argv, "--database-url", postgres_url)
+
+    if argv[0] == "memory":
+        assert result["checks"] == 300
+        assert result["loaded_rss_bytes"] > 0 and result["startup_s"] > 0
+    elif argv[0] == "ingest":
+        ours = result["levels"][0]["serverlord"]
+        assert ours["ok_per_s"] > 0 and ours["errors"] == 0
+    else:
+        assert result["flipped"] == 20 and result["delivered"] == 20

@@ -197,11 +197,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--api-key goes with --url")
     if args.scenario == "ingest" and args.checks < 1:
         raise UsageError("--checks: ingest needs at least 1 check to ping")
-    if args.database_url and args.scenario == "memory":
-        raise UsageError(
-            "--database-url: memory compares an empty store and a loaded one "
-            "and runs on SQLite only"
-        )
 
 
 def run_bench(args: argparse.Namespace, settings: Settings) -> int:
