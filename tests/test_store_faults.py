@@ -251,11 +251,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(path: Path) -> None:
-    with path.open("wb") as filler:
+    # Unbuffered: a buffered file would hold back what did not fit and raise
+    # ENOSPC again when the block closes it.
+    with path.open("wb", buffering=0) as filler:
         try:
             while True:
                 filler.write(b"\0" * 65536)
-                filler.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
 
