@@ -3,8 +3,8 @@
 The same server starts twice: on an empty store, then on one holding C checks
 of the usual mix (each with a deadline, so every one sits in a sweeper's heap).
 Memory is the resident set of the serverlord process (not PostgreSQL's) once it
-answers pings and has settled; the figure per check is the difference over C. Start-up is from launching the process to
-its first answered ping.
+answers pings and has settled; the figure per check is the difference over C.
+Start-up is from launching the process to its first answered ping.
 """
 
 from __future__ import annotations
