@@ -65,8 +65,10 @@ def medians(reports: list[dict[str, Any]]) -> list[str]:
     for index, level in enumerate(reports[0]["levels"]):
 
         def median(key: str, index: int = index) -> float:
-            return statistics.median(
-                r["levels"][index]["serverlord"][key] for r in reports
+            return float(
+                statistics.median(
+                    r["levels"][index]["serverlord"][key] for r in reports
+                )
             )
 
         ratio = statistics.median(r["levels"][index]["ratio"] for r in reports)
