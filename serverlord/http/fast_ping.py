@@ -17,6 +17,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
+# Litestar's own query parser, so that ``rid`` and ``create`` read the same
+# (repeated or malformed parameters included) whichever path answers.
 from litestar._parsers import parse_query_string
 from litestar.datastructures import MultiDict
 from litestar.response.base import ASGIResponse
@@ -43,6 +45,8 @@ _FAILED = ASGIResponse(
 
 
 class Client(NamedTuple):
+    """The peer of the connection, as Litestar's ``request.client`` gives it."""
+
     host: str
     port: int
 
