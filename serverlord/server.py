@@ -310,6 +310,7 @@ async def serve(
     import uvicorn
 
     from serverlord import telemetry as telemetry_setup
+    from serverlord.http.app import with_fast_pings
     from serverlord.http.guard import GuardedHttpProtocol
 
     raise_open_files()
@@ -337,7 +338,8 @@ async def serve(
     try:
         app = http_app(server)
         config = uvicorn.Config(
-            telemetry.wrap(app),
+            # Traced requests are traced whichever path answers them.
+            telemetry.wrap(with_fast_pings(app)),
             # httptools, with limits on the size and time of a request's head.
             http=GuardedHttpProtocol,
             lifespan="off",

@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from serverlord.config import Settings
-from serverlord.http.app import build_app
+from serverlord.http.app import build_app, with_fast_pings
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.database import Database
@@ -106,7 +106,7 @@ async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
+        with_fast_pings(app),
         lifespan="off",
         access_log=False,
         proxy_headers=False,

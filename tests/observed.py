@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from serverlord.checks import Check
 from serverlord.config import Settings
+from serverlord.http.app import with_fast_pings
 from serverlord.schedules import Schedule
 from serverlord.server import Server, http_app
 from serverlord.store import Store
@@ -45,7 +46,7 @@ async def observed(
     """A started server with ``telemetry``, its HTTP side on a free port."""
     server = Server(settings, store, telemetry)
     await server.start()
-    app = telemetry.wrap(http_app(server))
+    app = telemetry.wrap(with_fast_pings(http_app(server)))
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(

@@ -18,7 +18,7 @@ import uvicorn
 
 from serverlord.checks import Check
 from serverlord.http import guard
-from serverlord.http.app import build_app
+from serverlord.http.app import build_app, with_fast_pings
 from serverlord.schedules import Schedule
 from tests.conftest import Live, free_socket
 
@@ -37,7 +37,7 @@ async def guarded(live: Live, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     monkeypatch.setattr(guard, "BODY_TIMEOUT", SHORT)
     sock = free_socket()
     config = uvicorn.Config(
-        build_app(live.server, live.settings),
+        with_fast_pings(build_app(live.server, live.settings)),
         http=guard.GuardedHttpProtocol,
         lifespan="off",
         access_log=False,

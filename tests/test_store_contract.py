@@ -308,6 +308,35 @@ async def test_pings_beyond_pings_kept_are_pruned(store: Store) -> None:
     assert stored is not None and stored.n_pings == total
 
 
+async def test_concurrent_pings_of_a_few_checks_count_and_prune_as_one_by_one(
+    store: Store,
+) -> None:
+    # Batches full of pings of the same checks: each ping sees the ones
+    # before it, as it would alone.
+    checks = [new_check() for _ in range(3)]
+    for check in checks:
+        await store.add_check(check)
+    each = PINGS_KEPT + 2 * PRUNE_EVERY
+    rounds = 26
+    assert each % rounds == 0
+
+    for _ in range(rounds):
+        outcomes = await asyncio.gather(
+            *(
+                store.record_ping(ping(check))
+                for _ in range(each // rounds)
+                for check in checks
+            )
+        )
+        assert {outcome.check_id for outcome in outcomes} == {c.id for c in checks}
+
+    for check in checks:
+        kept = [p.n for p in await store.recent_pings(check.id, 10 * each)]
+        assert sorted(kept) == list(range(each - PINGS_KEPT + 1, each + 1))
+        stored = await store.get_check(check.id)
+        assert stored is not None and stored.n_pings == each and stored.status == UP
+
+
 # Flips, sweeps and edits
 
 

@@ -115,4 +115,12 @@ def build_app(server: Server, settings: Settings) -> Litestar:
     )
     app = create_app(service, settings.ping_body_cap, api)
     app.state.api = api
+    app.state.pings = service
     return app
+
+
+def with_fast_pings(app: Litestar) -> Any:
+    """The ASGI application to serve: ``app`` behind the fast path of pings."""
+    from serverlord.http.fast_ping import PingFastPath
+
+    return PingFastPath(app, app.state.pings)

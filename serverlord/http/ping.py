@@ -14,7 +14,8 @@ import ipaddress
 import logging
 import re
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from litestar import Request, route
 from litestar.exceptions import ClientException
@@ -46,6 +47,28 @@ NEW_CHECKS_BURST = 500
 NEW_CHECKS_PER_SECOND = 1.0
 """...and then at this rate: a leaked ping key cannot flood a project."""
 TOO_MANY_NEW = "too many new checks, slow down"
+
+
+class PingRequest(Protocol):
+    """What the ping service reads of a request: Litestar's ``Request``, or
+    the fast path's view of the bare ASGI scope (see ``fast_ping``)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def scope(self) -> Any: ...
+
+    @property
+    def query_params(self) -> Any: ...
+
+    @property
+    def headers(self) -> Any: ...
+
+    @property
+    def client(self) -> Any: ...
+
+    def stream(self) -> AsyncIterator[bytes]: ...
 
 
 class TooManyNewChecksError(Exception):
@@ -86,9 +109,7 @@ class PingService:
             burst = max(1.0, rate_limit * BURST_SECONDS)
             self.limiter = RateLimiter(rate_limit, burst)
 
-    def answer(
-        self, request: Request[Any, Any, Any], status: int, text: str
-    ) -> ASGIResponse:
+    def answer(self, request: PingRequest, status: int, text: str) -> ASGIResponse:
         # Answers hold no per-request state, so each one is built once and sent
         # again: building headers is a good part of a ping's cost.
         head = request.method == "HEAD"
@@ -115,7 +136,7 @@ class PingService:
         return answer
 
     async def handle(
-        self, request: Request[Any, Any, Any], code: str, suffix: str | None
+        self, request: PingRequest, code: str, suffix: str | None
     ) -> ASGIResponse:
         if not UUID_RE.fullmatch(code):
             if suffix is None:
@@ -132,7 +153,7 @@ class PingService:
         return await self._record(request, ping, 200, "OK")
 
     async def _record(
-        self, request: Request[Any, Any, Any], ping: Ping, status: int, text: str
+        self, request: PingRequest, ping: Ping, status: int, text: str
     ) -> ASGIResponse:
         # A refused ping is not recorded: a runaway loop must not flood the
         # store nor push other checks' pings out of the writer's batches.
@@ -148,7 +169,7 @@ class PingService:
 
     async def handle_slug(
         self,
-        request: Request[Any, Any, Any],
+        request: PingRequest,
         ping_key: str,
         slug: str,
         suffix: str | None,
@@ -223,13 +244,13 @@ class PingService:
 
     async def _parse(
         self,
-        request: Request[Any, Any, Any],
+        request: PingRequest,
         code: str,
         suffix: str | None,
     ) -> Ping:
         kind, exit_status = kind_of(suffix)
         rid = _run_id(request.query_params.get("rid"))
-        body = await self._read_body(request) if _may_have_body(request) else b""
+        body = await self._read_body(request) if may_have_body(request.scope) else b""
         return Ping(
             check_id=code,
             # A ping counts from when it is whole: a slow upload that ends
@@ -244,7 +265,7 @@ class PingService:
             body=body,
         )
 
-    async def _read_body(self, request: Request[Any, Any, Any]) -> bytes:
+    async def _read_body(self, request: PingRequest) -> bytes:
         """The first ``body_limit`` bytes of the body; the rest is read (up to
         the cap, past which the route answers 413) and dropped as it comes,
         so a connection never holds more than one limit's worth."""
@@ -255,11 +276,11 @@ class PingService:
                 kept += chunk[:room]
         return bytes(kept)
 
-    def _remote_addr(self, request: Request[Any, Any, Any]) -> str:
+    def _remote_addr(self, request: PingRequest) -> str:
         return client_address(request, self.trusted_proxy)
 
 
-def client_address(request: Request[Any, Any, Any], trusted_proxy: bool) -> str:
+def client_address(request: PingRequest, trusted_proxy: bool) -> str:
     """The client's address: the socket's peer, or the proxy's word for it.
 
     The trusted proxy appends the address it saw to X-Forwarded-For (or sets
@@ -275,11 +296,12 @@ def client_address(request: Request[Any, Any, Any], trusted_proxy: bool) -> str:
     return "" if client is None else client.host
 
 
-def _may_have_body(request: Request[Any, Any, Any]) -> bool:
+def may_have_body(scope: Any) -> bool:
+    """Whether the request announces a body (HEAD never has one)."""
     # Most pings are bodiless GETs: skip reading a body nobody announced.
-    if request.method == "HEAD":
+    if scope["method"] == "HEAD":
         return False
-    for name, value in request.scope["headers"]:
+    for name, value in scope["headers"]:
         if name == b"transfer-encoding" or (
             name == b"content-length" and value != b"0"
         ):

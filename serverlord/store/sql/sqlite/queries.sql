@@ -1,6 +1,9 @@
 -- name: get_check
 SELECT * FROM checks WHERE id = ?;
 
+-- name: get_checks
+SELECT * FROM checks WHERE id IN (SELECT value FROM json_each(?));
+
 -- name: list_checks
 SELECT * FROM checks ORDER BY created, id;
 
