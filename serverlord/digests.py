@@ -70,7 +70,13 @@ def parts(deliveries: list[Delivery], body_limit: int | None) -> list[Part]:
     """The digest of ``deliveries`` as messages whose bodies fit the service."""
     max_chars = min(DIGEST_CHARS, body_limit or DIGEST_CHARS)
     listed = [Listed(d.kind, d.title, d.flip_id, d.check_id) for d in deliveries]
-    return [
-        Part(digest.title, digest.body, [deliveries[i] for i in digest.members])
-        for digest in compose_digests(listed, max_chars)
-    ]
+    found = []
+    for digest in compose_digests(listed, max_chars):
+        members = [deliveries[i] for i in digest.members]
+        if len(members) == 1:
+            # A service too small for two lines gets each alert as it is.
+            [alone] = members
+            found.append(Part(alone.title, alone.body, members))
+        else:
+            found.append(Part(digest.title, digest.body, members))
+    return found

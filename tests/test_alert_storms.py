@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from serverlord.apprise_urls import describe_url
-from serverlord.channels import Channel
+from serverlord.channels import Channel, Delivery
 from serverlord.checks import Check
 from serverlord.config import Settings
-from serverlord.digests import DIGEST_CHARS, PER_DIGEST, STORM_AT
+from serverlord.digests import DIGEST_CHARS, PER_DIGEST, STORM_AT, parts
 from serverlord.notifier import CHANNEL_SLOTS, Notifier
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
@@ -323,3 +323,38 @@ async def test_a_restart_in_the_middle_of_a_storm_loses_no_alert(
         ("sent", 2): len(hung),
         ("sent", 1): 100 - len(hung),
     }
+
+
+def delivery(n: int, kind: str = "down") -> Delivery:
+    return Delivery(
+        id=n,
+        flip_id=None if kind == "reminder" else 100 + n,
+        check_id=f"check-{n}",
+        channel_id="channel",
+        channel_url="json://127.0.0.1:9/hook",
+        kind=kind,
+        title=f"{kind.upper()}: job-{n} " + "x" * 200,
+        body=f"the whole alert of job-{n}",
+        attempts=1,
+        created=time.time(),
+    )
+
+
+def test_a_digest_fits_the_services_message_size_and_lists_reminders() -> None:
+    deliveries = [delivery(n) for n in range(30)] + [delivery(30, "reminder")]
+
+    found = parts(deliveries, 2000)
+
+    assert len(found) > 1
+    assert [d for part in found for d in part.deliveries] == deliveries
+    assert all(len(part.body) <= 2000 for part in found)
+    assert "1 still down" in found[-1].title
+    assert found[-1].body.endswith("| Check id: check-30")
+
+
+def test_a_service_too_small_for_two_lines_gets_each_alert_as_it_is() -> None:
+    deliveries = [delivery(n) for n in range(3)]
+
+    found = parts(deliveries, 160)
+
+    assert [(p.title, p.body) for p in found] == [(d.title, d.body) for d in deliveries]
