@@ -293,24 +293,28 @@ class Notifier:
         channel_id = deliveries[0].channel_id
         slot_taken = False
         failed: AttemptResult | None = None
+        results: list[tuple[list[Delivery], AttemptResult]] = []
         try:
             limit = body_limit(deliveries[0].channel_url, self.settings.notify_timeout)
             for part in digests.parts(deliveries, limit):
                 if failed is not None:
-                    await self._record(part.deliveries, _unsent(failed))
+                    results.append((part.deliveries, _unsent(failed)))
                     continue
                 if slot_taken:
                     self._threads[channel_id] += 1
                 slot_taken = True
                 outcomes = await self._attempt_part(part)
-                for members, result in outcomes:
-                    await self._record(members, result)
+                results += outcomes
                 failed = next((r for _, r in outcomes if not r.ok), None)
         finally:
             if not slot_taken:
                 self._thread_done(channel_id)
+            # The slot is free once the sends are done, as for a single
+            # alert: the next claim need not wait for these records.
             self._busy -= 1
             self._wake.set()
+        for members, result in results:
+            await self._record(members, result)
 
     async def _attempt_part(
         self, part: digests.Part
