@@ -322,10 +322,10 @@ class Notifier:
         """Send one part of a digest; the results to record, by deliveries."""
         first = part.deliveries[0]
         with contextlib.ExitStack() as stack:
-            counters = [
-                stack.enter_context(self.telemetry.delivering(d))
+            counters = {
+                d.id: stack.enter_context(self.telemetry.delivering(d))
                 for d in part.deliveries
-            ]
+            }
             sent = await _send(
                 first.channel_url,
                 part.title,
@@ -338,7 +338,7 @@ class Notifier:
             outcomes = self._digest_results(part.deliveries, sent)
             for members, result in outcomes:
                 for delivery in members:
-                    counters[part.deliveries.index(delivery)](result)
+                    counters[delivery.id](result)
         self._log_digest(part, sent)
         return outcomes
 
@@ -356,7 +356,8 @@ class Notifier:
             for d in deliveries
             if sent.permanent or now - d.created >= self.settings.notify_retry_for
         ]
-        going_on = [d for d in deliveries if d not in over]
+        given_up = {d.id for d in over}
+        going_on = [d for d in deliveries if d.id not in given_up]
         outcomes = []
         if over:
             final = AttemptResult(now, False, sent.error, sent.latency, None)

@@ -286,6 +286,31 @@ async def test_a_failed_digest_is_retried_for_every_alert_it_carries(
     assert all("error=500" in str(error) for error in failures)
 
 
+async def test_a_digest_whose_alerts_are_past_retrying_fails_them_for_good(
+    store: Store,
+    settings: Settings,
+    receiver: WebhookReceiver,
+    notifiers: list[Notifier],
+) -> None:
+    settings.notify_retry_for = 0.0
+    receiver.scripts["/hook"] = [500]
+    channel = await add_channel(store, receiver.url())
+    await storm(store, channel, 20)
+
+    start(store, settings, notifiers)
+    await receiver.arrived(1)
+    give_up = time.monotonic() + 10
+    while await states(settings) != {("failed", 1): 20}:
+        assert time.monotonic() < give_up, await states(settings)
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(QUIET)
+
+    assert len(receiver.posts()) == 1
+    shown = await store.get_channel(channel.id)
+    assert shown is not None and shown.last_ok is False
+    assert "error=500" in (shown.last_error or "")
+
+
 async def test_a_restart_in_the_middle_of_a_storm_loses_no_alert(
     store: Store,
     settings: Settings,
