@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from serverlord.alerts import Listed, compose_digests
 from serverlord.channels import TEST, Delivery, Digests
 
-__all__ = ["DIGESTS", "DIGEST_CHARS", "STORM_AT", "Part", "messages", "parts"]
+__all__ = [
+    "DIGESTS",
+    "DIGEST_CHARS",
+    "PER_DIGEST",
+    "STORM_AT",
+    "Part",
+    "messages",
+    "parts",
+]
 
 STORM_AT = 17
 """Alerts due at once for one channel from which they go out as digests: more
