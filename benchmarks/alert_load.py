@@ -117,7 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await client.get(f"/ping/{cid}")
         expected = len(latency_ids) + len(wave_ids)
         give_up = max(wave_at, time.time()) + args.timeout
-        while receiver.count < expected and time.time() < give_up:
+        while receiver.flips < expected and time.time() < give_up:
             await asyncio.sleep(0.1)
         last_arrival = max(receiver.arrivals.values(), default=float("nan"))
     finally:

@@ -10,18 +10,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from dataclasses import dataclass
 
 from serverlord.checks import DOWN, MISSED_OFFLINE, UP, Check, Flip, reason_text
 from serverlord.durations import format_duration
 from serverlord.render import iso, safe_text
 
-__all__ = ["EXCERPT_CHARS", "compose", "compose_reminder", "compose_test"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "Digest",
+    "compose",
+    "compose_digests",
+    "compose_reminder",
+    "compose_test",
+]
 
 EXCERPT_CHARS = 200
 """How much of the last ping's body an alert quotes, in characters."""
 
 EXCERPT_LINES = 10
 NAME_CHARS = 100
+
+DIGEST_LINE_CHARS = 100
+"""Longest line of a digest: 40 of them fit the 4,000 characters chat services
+show in full."""
 
 # Enough bytes for EXCERPT_CHARS characters of up to four bytes, plus some.
 _EXCERPT_BYTES = EXCERPT_CHARS * 5
@@ -93,6 +105,73 @@ def compose_test(channel_name: str, now: float) -> tuple[str, str]:
         "If you can read this, serverlord's alerts reach you here.",
     ]
     return title, "\n".join(lines)
+
+
+@dataclass(slots=True, frozen=True)
+class Digest:
+    """One message that lists many alerts, one line each."""
+
+    title: str
+    body: str
+    members: list[int]
+    """Which of the alerts given to ``compose_digests`` it lists, by position."""
+
+
+@dataclass(slots=True, frozen=True)
+class Listed:
+    """An alert as a digest lists it: its own title and what identifies it."""
+
+    kind: str
+    title: str
+    flip_id: int | None
+    check_id: str | None
+
+
+_DIGEST_HEAD = "Many alerts fell due at once; this message lists {count}, one a line."
+_KIND_WORDS = {"down": "down", "up": "up", "reminder": "still down"}
+
+
+def compose_digests(alerts: list[Listed], max_chars: int) -> list[Digest]:
+    """Messages listing every alert once, in order, each body within
+    ``max_chars`` characters (one alert a message when a line would not fit).
+
+    Each line carries the alert's ``Flip: #N`` (a reminder's check id), so a
+    receiver can tell alerts it already has from new ones.
+    """
+    lines = [_digest_line(alert) for alert in alerts]
+    head_chars = len(_DIGEST_HEAD) + 10
+    digests: list[Digest] = []
+    members: list[int] = []
+    used = head_chars
+    for i, line in enumerate(lines):
+        if members and used + len(line) + 1 > max_chars:
+            digests.append(_digest(alerts, lines, members))
+            members, used = [], head_chars
+        members.append(i)
+        used += len(line) + 1
+    if members:
+        digests.append(_digest(alerts, lines, members))
+    return digests
+
+
+def _digest(alerts: list[Listed], lines: list[str], members: list[int]) -> Digest:
+    counts: dict[str, int] = {}
+    for i in members:
+        word = _KIND_WORDS.get(alerts[i].kind, alerts[i].kind)
+        counts[word] = counts.get(word, 0) + 1
+    tally = ", ".join(f"{n} {word}" for word, n in counts.items())
+    title = f"{len(members)} ALERTS: {tally}"
+    body = [_DIGEST_HEAD.format(count=len(members)), *(lines[i] for i in members)]
+    return Digest(title, "\n".join(body), members)
+
+
+def _digest_line(alert: Listed) -> str:
+    if alert.flip_id is not None:
+        mark = f"Flip: #{alert.flip_id}"
+    else:
+        mark = f"Check id: {_line(alert.check_id or '?')}"
+    room = max(DIGEST_LINE_CHARS - len(mark) - 5, 20)
+    return f"- {_cut(_line(alert.title), room)} | {mark}"
 
 
 def _about(check: Check, now: float) -> list[str]:

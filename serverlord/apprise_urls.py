@@ -26,6 +26,7 @@ from serverlord.channels import ChannelError
 __all__ = [
     "Service",
     "apprise_log",
+    "body_limit",
     "describe_url",
     "load_plugins",
     "plugin_for",
@@ -193,6 +194,15 @@ def plugin_for(url: str, timeout: float) -> NotifyBase:
     new Apprise object each time. Raises ChannelError like ``describe_url``.
     """
     return _cached_plugin(url, timeout)
+
+
+def body_limit(url: str, timeout: float) -> int | None:
+    """The most characters of a message body the service of ``url`` takes
+    (Discord 2,000, Telegram 4,096), or None when the URL is unusable."""
+    try:
+        return int(plugin_for(url, timeout).body_maxlen)
+    except ChannelError:
+        return None
 
 
 @functools.lru_cache(maxsize=512)

@@ -53,6 +53,19 @@ class Delivery:
 
 
 @dataclass(slots=True, frozen=True)
+class Digests:
+    """When a claim bundles a channel's deliveries into digest messages.
+
+    A channel with at least ``storm_at`` deliveries due at once is in a storm:
+    its deliveries are claimed ``per_digest`` to a message. Otherwise, and
+    always without this rule, each delivery is a message of its own.
+    """
+
+    storm_at: int
+    per_digest: int
+
+
+@dataclass(slots=True, frozen=True)
 class AttemptResult:
     """What one try to deliver gave, and what happens next."""
 

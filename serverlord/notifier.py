@@ -8,7 +8,8 @@ make sends to every other channel time out while they merely wait in its queue.
 A failed attempt is retried with exponential back-off and full jitter until
 ``notify_retry_for`` has passed since the delivery was created. Delivery is
 at least once: a claim left unfinished by a crash or a stop runs out and the
-message goes out again.
+message goes out again. A channel in an alert storm gets digests that carry
+many deliveries in one message (see ``serverlord.digests``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import queue
 import random
@@ -28,8 +30,8 @@ from typing import Any
 
 from apprise import NotifyFormat, NotifyType
 
-from serverlord import clock
-from serverlord.apprise_urls import apprise_log, load_plugins, plugin_for
+from serverlord import clock, digests
+from serverlord.apprise_urls import apprise_log, body_limit, load_plugins, plugin_for
 from serverlord.channels import (
     DOWN_ALERT,
     REMINDER,
@@ -109,7 +111,7 @@ class Notifier:
         self.settings = settings
         self.telemetry = telemetry
         self._busy = 0
-        """Deliveries claimed whose attempt has no result yet."""
+        """Messages claimed (a delivery, or a digest of many) not yet sent."""
         self._threads: Counter[str] = Counter()
         """Send threads still running, by channel, including ones that timed out."""
         self._wake = asyncio.Event()
@@ -223,15 +225,19 @@ class Notifier:
         crowded = [c for c, n in self._threads.items() if n >= CHANNEL_SLOTS]
         now = clock.now()
         claimed = await self.store.claim_deliveries(
-            now, free, self._lease(), crowded, CHANNEL_SLOTS
+            now, free, self._lease(), crowded, CHANNEL_SLOTS, digests.DIGESTS
         )
-        for delivery in claimed:
+        grouped = digests.messages(claimed)
+        for message in grouped:
             self._busy += 1
-            self._threads[delivery.channel_id] += 1
-            task = asyncio.create_task(self._deliver(delivery))
+            self._threads[message[0].channel_id] += 1
+            if len(message) == 1:
+                task = asyncio.create_task(self._deliver(message[0]))
+            else:
+                task = asyncio.create_task(self._deliver_digest(message))
             self._sends.add(task)
             task.add_done_callback(self._sent)
-        if len(claimed) == free or (crowded and not claimed):
+        if len(grouped) >= free or (crowded and not claimed):
             # There may be more due already; the next free slot, or a thread of
             # a crowded channel ending, wakes us.
             return POLL
@@ -273,7 +279,118 @@ class Notifier:
                 self._wake.set()
             delivered(result)
             self._log(delivery, result)
-            await self._record(delivery, result)
+            await self._record([delivery], result)
+
+    # One digest.
+
+    async def _deliver_digest(self, deliveries: list[Delivery]) -> None:
+        """Send a digest, in as many parts as the service's message size needs.
+
+        The parts go one after the other on the channel's slot; once one
+        fails, the rest are not sent but retried with it, so the receiver is
+        not flooded with parts while it is failing.
+        """
+        channel_id = deliveries[0].channel_id
+        slot_taken = False
+        failed: AttemptResult | None = None
+        results: list[tuple[list[Delivery], AttemptResult]] = []
+        try:
+            limit = body_limit(deliveries[0].channel_url, self.settings.notify_timeout)
+            for part in digests.parts(deliveries, limit):
+                if failed is not None:
+                    results.append((part.deliveries, _unsent(failed)))
+                    continue
+                if slot_taken:
+                    self._threads[channel_id] += 1
+                slot_taken = True
+                outcomes = await self._attempt_part(part)
+                results += outcomes
+                failed = next((r for _, r in outcomes if not r.ok), None)
+        finally:
+            if not slot_taken:
+                self._thread_done(channel_id)
+            # The slot is free once the sends are done, as for a single
+            # alert: the next claim need not wait for these records.
+            self._busy -= 1
+            self._wake.set()
+        for members, result in results:
+            await self._record(members, result)
+
+    async def _attempt_part(
+        self, part: digests.Part
+    ) -> list[tuple[list[Delivery], AttemptResult]]:
+        """Send one part of a digest; the results to record, by deliveries."""
+        first = part.deliveries[0]
+        with contextlib.ExitStack() as stack:
+            counters = {
+                d.id: stack.enter_context(self.telemetry.delivering(d))
+                for d in part.deliveries
+            }
+            sent = await _send(
+                first.channel_url,
+                part.title,
+                part.body,
+                _digest_kind(part.deliveries),
+                self.settings.notify_timeout,
+                done=lambda: self._thread_done(first.channel_id),
+                log_extra={"channel_id": first.channel_id},
+            )
+            outcomes = self._digest_results(part.deliveries, sent)
+            for members, result in outcomes:
+                for delivery in members:
+                    counters[delivery.id](result)
+        self._log_digest(part, sent)
+        return outcomes
+
+    def _digest_results(
+        self, deliveries: list[Delivery], sent: Sent
+    ) -> list[tuple[list[Delivery], AttemptResult]]:
+        """One result for all the deliveries of a part, but for those whose
+        time to retry is over: they fail for good."""
+        now = clock.now()
+        if sent.error is None:
+            return [(deliveries, AttemptResult(now, True, None, sent.latency, None))]
+
+        over = [
+            d
+            for d in deliveries
+            if sent.permanent or now - d.created >= self.settings.notify_retry_for
+        ]
+        given_up = {d.id for d in over}
+        going_on = [d for d in deliveries if d.id not in given_up]
+        outcomes = []
+        if over:
+            final = AttemptResult(now, False, sent.error, sent.latency, None)
+            outcomes.append((over, final))
+        if going_on:
+            # One back-off for all, so that they come back as one digest.
+            most_tried = max(going_on, key=lambda d: d.attempts)
+            next_at = retry_at(most_tried, now, self.settings, self._rng)
+            again = AttemptResult(now, False, sent.error, sent.latency, next_at)
+            outcomes.append((going_on, again))
+        return outcomes
+
+    def _log_digest(self, part: digests.Part, sent: Sent) -> None:
+        first = part.deliveries[0]
+        extra = {
+            "channel_id": first.channel_id,
+            "delivery_ids": [d.id for d in part.deliveries],
+        }
+        if sent.error is None:
+            log.debug(
+                "digest of %d deliveries sent in %.3fs",
+                len(part.deliveries),
+                sent.latency,
+                extra={**extra, "action": "digest_sent"},
+            )
+            return
+        log.warning(
+            "digest of %d deliveries to channel %s failed: %s",
+            len(part.deliveries),
+            first.channel_id,
+            sent.error,
+            extra={**extra, "action": "digest_failed"},
+        )
 
     def _thread_done(self, channel_id: str) -> None:
         self._threads[channel_id] -= 1
@@ -301,12 +418,13 @@ class Notifier:
         )
         return AttemptResult(now, False, sent.error, sent.latency, next_at)
 
-    async def _record(self, delivery: Delivery, result: AttemptResult) -> None:
+    async def _record(self, deliveries: list[Delivery], result: AttemptResult) -> None:
         # A result that is not recorded means sending again once the claim
         # runs out, so the store gets a few chances.
+        delivery = deliveries[0]
         for pause in (0.1, 0.5, 1.0, 2.0, None):
             try:
-                await self.store.finish_attempt(delivery, result)
+                await self.store.finish_attempts(deliveries, result)
                 return
             except Exception as exc:
                 # The store's own trouble (the database away) says enough in
@@ -516,6 +634,21 @@ def _raised(
     )
     error = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
     return Sent(error, False, time.monotonic() - started)
+
+
+def _digest_kind(deliveries: list[Delivery]) -> str:
+    """The kind a digest is shown as: down when any check went down."""
+    kinds = {d.kind for d in deliveries}
+    for kind in (DOWN_ALERT, REMINDER, UP_ALERT):
+        if kind in kinds:
+            return kind
+    return TEST
+
+
+def _unsent(failed: AttemptResult) -> AttemptResult:
+    """The result of a digest's part left unsent after an earlier one failed."""
+    error = f"not sent: an earlier part of its digest failed ({failed.error})"
+    return dataclasses.replace(failed, error=error[:ERROR_CHARS], latency=0.0)
 
 
 def _ids(delivery: Delivery, **fields: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from serverlord.channels import (
     SENT,
     AttemptResult,
     Delivery,
+    Digests,
 )
 from serverlord.config import Settings, settings_from
 from serverlord.notifier import CHANNEL_SLOTS, Notifier, retry_at, send_message
@@ -205,7 +206,9 @@ class MemoryOutbox:
         lease: float,
         crowded: list[str] = [],  # noqa: B006 - read only
         per_channel: int = 8,
+        digests: Digests | None = None,
     ) -> list[Delivery]:
+        # Never more than per_channel to a channel, so never a storm.
         self.claims += 1
         if self.fail_claims:
             self.fail_claims -= 1
@@ -229,6 +232,12 @@ class MemoryOutbox:
             row.delivery = replace(row.delivery, attempts=row.delivery.attempts + 1)
             claimed.append(row.delivery)
         return claimed
+
+    async def finish_attempts(
+        self, deliveries: list[Delivery], result: AttemptResult
+    ) -> None:
+        for delivery in deliveries:
+            await self.finish_attempt(delivery, result)
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
         row = self.rows[delivery.id]

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -26,6 +27,7 @@ from serverlord.channels import (
     AttemptResult,
     Channel,
     Delivery,
+    Digests,
 )
 from serverlord.checks import DOWN, UP, Check
 from serverlord.config import Settings
@@ -729,3 +731,82 @@ async def test_finishing_a_delivery_of_a_removed_channel_spares_its_batch(
 
     stored = await store.get_check(check.id)
     assert stored is not None and stored.status == UP
+
+
+async def _down_alerts(store: Store, channel: Channel, count: int) -> list[Check]:
+    """``count`` checks linked to ``channel``, each with a down alert waiting."""
+    checks = [await a_check(store, [channel]) for _ in range(count)]
+    await asyncio.gather(*(store.record_ping(ping(c)) for c in checks))
+    await asyncio.gather(*(store.record_ping(ping(c, "fail")) for c in checks))
+    return checks
+
+
+async def test_a_channel_in_a_storm_is_claimed_a_digest_at_a_time(
+    store: Store,
+) -> None:
+    stormy, quiet = await a_channel(store, "stormy"), await a_channel(store, "quiet")
+    await _down_alerts(store, stormy, 50)
+    await _down_alerts(store, quiet, 3)
+    now = time.time() + 1
+    rule = Digests(storm_at=17, per_digest=20)
+
+    taken = await store.claim_deliveries(now, 100, 60, [], 2, rule)
+
+    by_channel = Counter(d.channel_id for d in taken)
+    # Two messages each: two digests of 20 for the storm, two single alerts.
+    assert by_channel == {stormy.id: 40, quiet.id: 2}
+
+
+async def test_a_claim_counts_messages_not_deliveries(store: Store) -> None:
+    stormy = await a_channel(store, "stormy")
+    await _down_alerts(store, stormy, 30)
+    quiet = await a_channel(store, "quiet")
+    await _down_alerts(store, quiet, 5)
+    now = time.time() + 1
+    rule = Digests(storm_at=17, per_digest=20)
+
+    # The storm's alerts fell due first: its first digest is the one message.
+    first = await store.claim_deliveries(now, 1, 60, [], 16, rule)
+    rest = await store.claim_deliveries(now, 100, 60, [], 16, rule)
+
+    assert {d.channel_id for d in first} == {stormy.id}
+    assert len(first) == 20
+    assert Counter(d.channel_id for d in rest) == {stormy.id: 10, quiet.id: 5}
+
+
+async def test_without_a_digest_rule_no_channel_is_in_a_storm(store: Store) -> None:
+    channel = await a_channel(store)
+    await _down_alerts(store, channel, 30)
+
+    taken = await claim(store, per_channel=4)
+
+    assert len(taken) == 4
+
+
+async def test_one_write_records_the_attempt_of_every_delivery_in_a_digest(
+    store: Store,
+) -> None:
+    channel = await a_channel(store, "ops")
+    checks = await _down_alerts(store, channel, 20)
+    rule = Digests(storm_at=17, per_digest=40)
+    now = time.time() + 1
+    digest = await store.claim_deliveries(now, 10, 60, [], 16, rule)
+    assert len(digest) == 20
+
+    failed = AttemptResult(now + 1, False, "error=500", 0.01, next_attempt=now + 5)
+    await store.finish_attempts(digest, failed)
+    assert await store.next_delivery_at() == pytest.approx(now + 5)
+    again = await store.claim_deliveries(now + 6, 10, 60, [], 16, rule)
+    assert sorted(d.id for d in again) == sorted(d.id for d in digest)
+    assert {d.attempts for d in again} == {2}
+    await store.finish_attempts(again, AttemptResult(now + 7, True, None, 0.01, None))
+
+    for check in checks:
+        attempts = await store.recent_attempts(check.id, 10)
+        assert [(bool(a["ok"]), a["state"]) for a in attempts] == [
+            (True, "sent"),
+            (False, "sent"),
+        ]
+    assert await store.next_delivery_at() is None
+    shown = await store.get_channel(channel.id)
+    assert shown is not None and shown.last_ok is True

@@ -35,11 +35,20 @@ GRACE = 1.0
 
 
 class Receiver:
-    """A webhook that notes when the alert of each flip first arrived."""
+    """A webhook that notes when the alert of each flip first arrived.
+
+    A digest lists many alerts, each with its ``Flip: #N``: all count.
+    """
 
     def __init__(self) -> None:
         self.arrivals: dict[int, float] = {}
         self.count = 0
+        """Messages received, digests and repeats included."""
+
+    @property
+    def flips(self) -> int:
+        """Distinct flips whose alert arrived."""
+        return len(self.arrivals)
 
     async def handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -58,9 +67,8 @@ class Receiver:
                     message = json.loads(body).get("message", "")
                 except ValueError:
                     message = ""
-                found = FLIP_ID.search(message)
-                if found:
-                    self.arrivals.setdefault(int(found[1]), now)
+                for flip_id in FLIP_ID.findall(message):
+                    self.arrivals.setdefault(int(flip_id), now)
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
@@ -117,7 +125,7 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
                 f"instant: give --lead more than {args.lead:g} s"
             )
         give_up = at + args.timeout
-        while receiver.count < len(ids) and time.time() < give_up:
+        while receiver.flips < len(ids) and time.time() < give_up:
             await asyncio.sleep(0.05)
         flips = await down_flips(target, ids)
     finally:
@@ -138,6 +146,9 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         else flipped_by - at,
         "delivered": len(delivered),
         "all_delivered_s": max(delivered) - at if all_delivered else None,
+        # Delivery alone, whatever the flips took: first alert to last.
+        "delivery_span_s": max(delivered) - min(delivered) if delivered else None,
+        "messages": receiver.count,
         "timeout_s": args.timeout,
     }
 
@@ -189,4 +200,10 @@ def rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("all flipped after", seconds(report["all_flipped_s"], "flipped")),
         ("alerts delivered", report["delivered"]),
         ("all delivered after", seconds(report["all_delivered_s"], "delivered")),
+        ("first to last alert delivered", _span(report["delivery_span_s"])),
+        ("messages received", report["messages"]),
     ]
+
+
+def _span(value: float | None) -> str:
+    return "none delivered" if value is None else f"{value:.2f} s"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from serverlord.channels import AttemptResult, Channel, Delivery
+from serverlord.channels import AttemptResult, Channel, Delivery, Digests
 from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
@@ -202,18 +202,29 @@ class Store(ProjectStore, Protocol):
         lease: float,
         crowded: list[str] = [],  # noqa: B006 - read only
         per_channel: int = 8,
+        digests: Digests | None = None,
     ) -> list[Delivery]:
-        """Take up to ``limit`` due deliveries, each held for ``lease`` seconds.
+        """Take the due deliveries of up to ``limit`` messages, each held for
+        ``lease`` seconds.
 
-        Two callers never get the same one. None goes to a ``crowded`` channel,
-        at most ``per_channel`` go to any other, and one waits while an earlier
-        delivery of its check to the same channel is unfinished, so a channel
-        hears of a check's flips in order. Alerts go before reminders.
+        A message is one delivery, or under ``digests`` up to ``per_digest``
+        deliveries of a channel in a storm. Two callers never get the same
+        delivery. None goes to a ``crowded`` channel, at most ``per_channel``
+        messages go to any other, and one waits while an earlier delivery of
+        its check to the same channel is unfinished, so a channel hears of a
+        check's flips in order. Alerts go before reminders.
         """
         ...
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
         """Record an attempt; sent, failed for good, or pending again."""
+        ...
+
+    async def finish_attempts(
+        self, deliveries: list[Delivery], result: AttemptResult
+    ) -> None:
+        """Record one attempt that carried all ``deliveries`` (a digest), in
+        one write."""
         ...
 
     async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:

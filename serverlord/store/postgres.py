@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from serverlord.channels import AttemptResult, Channel, Delivery
+from serverlord.channels import AttemptResult, Channel, Delivery, Digests
 from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership
 from serverlord.pings import Ping
@@ -588,13 +588,19 @@ class PostgresStore(PostgresProjects):
         lease: float,
         crowded: list[str] = [],  # noqa: B006 - read only
         per_channel: int = 8,
+        digests: Digests | None = None,
     ) -> list[Delivery]:
         return await self._write(
-            lambda conn: claim(conn, now, limit, lease, crowded, per_channel)
+            lambda conn: claim(conn, now, limit, lease, crowded, per_channel, digests)
         )
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
-        await self._write(lambda conn: finish(conn, delivery, result))
+        await self.finish_attempts([delivery], result)
+
+    async def finish_attempts(
+        self, deliveries: list[Delivery], result: AttemptResult
+    ) -> None:
+        await self._write(lambda conn: finish(conn, deliveries, result))
 
     async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:
         params = (channel_id, result.at, result.ok, result.error)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import asyncpg
 
 from serverlord import checks as rules
-from serverlord.channels import AttemptResult, Delivery
+from serverlord.channels import AttemptResult, Delivery, Digests
 from serverlord.checks import Check, Flip, deadline_of, shard_of
 from serverlord.pings import Ping, apply_ping
 from serverlord.store.base import (
@@ -39,7 +39,9 @@ from serverlord.store.writes import (
     alert_message,
     attempt_state,
     change_state,
+    claim_window,
     confirm_due,
+    digest_params,
     drops_reminders,
     prune_below,
     reminder_message,
@@ -482,34 +484,46 @@ async def claim(
     lease: float,
     crowded: list[str],
     per_channel: int,
+    digests: Digests | None,
 ) -> list[Delivery]:
     # Claims of a notifier that died mid-send run out with their lease.
     await conn.execute(Q["expired_claims"], now)
     rows = await conn.fetch(
-        Q["claim_deliveries"], now + lease, now, limit, crowded, per_channel
+        Q["claim_deliveries"],
+        now + lease,
+        now,
+        limit,
+        crowded,
+        per_channel,
+        *digest_params(digests),
+        claim_window(limit, digests),
     )
     rows.sort(key=lambda row: (row["next_attempt"], row["id"]))
     return [delivery_from_row(row) for row in rows]
 
 
-async def finish(conn: Connection, delivery: Delivery, result: AttemptResult) -> None:
+async def finish(
+    conn: Connection, deliveries: list[Delivery], result: AttemptResult
+) -> None:
     state, next_attempt, finished = attempt_state(result)
-    shard = _delivery_shard(delivery.check_id)
-    status = await conn.execute(
-        Q["finish_delivery"], shard, delivery.id, state, next_attempt, finished
+    shards = [_delivery_shard(d.check_id) for d in deliveries]
+    ids = [d.id for d in deliveries]
+    # Those no longer claimed lost their channel or check while being sent.
+    done = await conn.fetch(
+        Q["finish_deliveries"], shards, ids, state, next_attempt, finished
     )
-    if row_count(status) == 0:
-        # Its channel or check was removed while it was being sent.
+    if not done:
         return
     await conn.execute(
-        Q["insert_attempt"],
-        shard,
-        delivery.id,
+        Q["insert_attempts"],
+        [row["shard"] for row in done],
+        [row["id"] for row in done],
         result.at,
         result.ok,
         result.error,
         result.latency,
     )
+    channels = sorted({row["channel_id"] for row in done})
     await conn.execute(
-        Q["channel_result"], delivery.channel_id, result.at, result.ok, result.error
+        Q["channel_results"], channels, result.at, result.ok, result.error
     )

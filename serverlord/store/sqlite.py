@@ -29,6 +29,7 @@ from serverlord.channels import (
     AttemptResult,
     Channel,
     Delivery,
+    Digests,
 )
 from serverlord.checks import Check, Flip, deadline_of
 from serverlord.ownership import Ownership, SoleOwnership
@@ -490,13 +491,19 @@ class SqliteStore(SqliteProjects):
         lease: float,
         crowded: list[str] = [],  # noqa: B006 - read only
         per_channel: int = 8,
+        digests: Digests | None = None,
     ) -> list[Delivery]:
         return await self._write(
-            lambda conn: _claim(conn, now, limit, lease, crowded, per_channel)
+            lambda conn: _claim(conn, now, limit, lease, crowded, per_channel, digests)
         )
 
     async def finish_attempt(self, delivery: Delivery, result: AttemptResult) -> None:
-        await self._write(guarded(lambda conn: _finish(conn, delivery, result)))
+        await self.finish_attempts([delivery], result)
+
+    async def finish_attempts(
+        self, deliveries: list[Delivery], result: AttemptResult
+    ) -> None:
+        await self._write(guarded(lambda conn: _finish(conn, deliveries, result)))
 
     async def note_channel_result(self, channel_id: str, result: AttemptResult) -> None:
         params = (result.at, int(result.ok), result.error, channel_id)
@@ -878,10 +885,19 @@ def _claim(
     lease: float,
     crowded: list[str],
     per_channel: int,
+    digests: Digests | None,
 ) -> list[Delivery]:
     # Claims of a notifier that died mid-send run out with their lease.
     conn.execute(Q["expired_claims"], (now,))
-    params = (now + lease, now, limit, json.dumps(crowded), per_channel)
+    params = (
+        now + lease,
+        now,
+        limit,
+        json.dumps(crowded),
+        per_channel,
+        *writes.digest_params(digests),
+        writes.claim_window(limit, digests),
+    )
     claimed = [row[0] for row in conn.execute(Q["claim_deliveries"], params)]
     if not claimed:
         return []
@@ -890,17 +906,19 @@ def _claim(
 
 
 def _finish(
-    conn: sqlite3.Connection, delivery: Delivery, result: AttemptResult
+    conn: sqlite3.Connection, deliveries: list[Delivery], result: AttemptResult
 ) -> None:
-    params = (*writes.attempt_state(result), delivery.id)
-    if conn.execute(Q["finish_delivery"], params).rowcount == 0:
-        # Its channel or check was removed while it was being sent.
+    ids = json.dumps([d.id for d in deliveries])
+    params = (*writes.attempt_state(result), ids)
+    # Those no longer claimed lost their channel or check while being sent.
+    finished = [row[0] for row in conn.execute(Q["finish_deliveries"], params)]
+    if not finished:
         return
-    conn.execute(
-        Q["insert_attempt"],
-        (delivery.id, result.at, int(result.ok), result.error, result.latency),
-    )
-    conn.execute(
+    attempt = (result.at, int(result.ok), result.error, result.latency)
+    conn.executemany(Q["insert_attempt"], [(i, *attempt) for i in finished])
+    done = set(finished)
+    channels = {d.channel_id for d in deliveries if d.id in done}
+    conn.executemany(
         Q["channel_result"],
-        (result.at, int(result.ok), result.error, delivery.channel_id),
+        [(result.at, int(result.ok), result.error, c) for c in sorted(channels)],
     )

@@ -20,6 +20,7 @@ from serverlord.channels import (
     SENT,
     UP_ALERT,
     AttemptResult,
+    Digests,
 )
 from serverlord.checks import Check, Deadline, Flip, deadline_of
 from serverlord.store.base import PINGS_KEPT, ConflictError, Due
@@ -95,6 +96,28 @@ def change_state(check: Check, change: Callable[[Check], Flip | None]) -> Flip |
         return change(check)
     except rules.NotPausedError as exc:
         raise ConflictError("check is not paused") from exc
+
+
+CLAIM_WINDOW = 500
+"""Due deliveries a claim looks at, earliest first, when not in a storm."""
+STORM_WINDOW = 2000
+"""The most it looks at to fill digests: bounds the work of one claim."""
+
+
+def claim_window(limit: int, digests: Digests | None) -> int:
+    """How many of the earliest due deliveries a claim of ``limit`` messages
+    chooses from."""
+    if digests is None:
+        return CLAIM_WINDOW
+    return max(CLAIM_WINDOW, min(STORM_WINDOW, limit * digests.per_digest))
+
+
+def digest_params(digests: Digests | None) -> tuple[int, int]:
+    """The (storm_at, per_digest) of a claim; without digests no channel is
+    ever in a storm."""
+    if digests is None:
+        return 2**62, 1
+    return max(1, digests.storm_at), max(1, digests.per_digest)
 
 
 def attempt_state(result: AttemptResult) -> tuple[str, float, float | None]:

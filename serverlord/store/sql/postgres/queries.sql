@@ -222,19 +222,24 @@ WHERE state = 'sending' AND claimed_until < $1;
 
 -- name: claim_deliveries
 -- Of the earliest due deliveries, those of channels not crowded, each waiting
--- for any earlier one of its check to the same channel, at most $5 a channel,
--- alerts before reminders. SKIP LOCKED lets several notifiers claim at once.
+-- for any earlier one of its check to the same channel, alerts before
+-- reminders. The limits count messages: a channel with at least $6 waiting is
+-- in a storm and its deliveries go out $7 to a message (a digest), else one
+-- each; a channel gets at most $5 messages and the claim at most $3. SKIP
+-- LOCKED lets several notifiers claim at once.
 WITH due AS (
     SELECT shard, id, check_id, channel_id, kind, next_attempt FROM deliveries
     WHERE state = 'pending' AND next_attempt <= $2
         AND channel_id <> ALL($4::text[])
-    ORDER BY next_attempt LIMIT 500
+    ORDER BY next_attempt LIMIT $8
 ),
 ready AS (
-    SELECT due.*, row_number() OVER (
-        PARTITION BY due.channel_id
-        ORDER BY due.kind = 'reminder', due.next_attempt, due.id
-    ) AS nth
+    SELECT due.*,
+        row_number() OVER (
+            PARTITION BY due.channel_id
+            ORDER BY due.kind = 'reminder', due.next_attempt, due.id
+        ) AS nth,
+        count(*) OVER (PARTITION BY due.channel_id) AS waiting
     FROM due
     WHERE NOT EXISTS (
         SELECT 1 FROM deliveries AS earlier
@@ -243,12 +248,29 @@ ready AS (
             AND earlier.state IN ('pending', 'sending')
     )
 ),
+messages AS (
+    SELECT ready.*,
+        CASE WHEN waiting >= $6 THEN (nth - 1) / $7 ELSE nth - 1 END AS message
+    FROM ready
+),
+keyed AS (
+    SELECT messages.*,
+        bool_and(kind = 'reminder') OVER same_message AS reminders_only,
+        min(next_attempt) OVER same_message AS first_due
+    FROM messages
+    WHERE message < $5
+    WINDOW same_message AS (PARTITION BY channel_id, message)
+),
+ranked AS (
+    SELECT keyed.*, dense_rank() OVER (
+        ORDER BY reminders_only, first_due, channel_id, message
+    ) AS nth_message
+    FROM keyed
+),
 chosen AS (
     SELECT deliveries.shard, deliveries.id FROM deliveries
-    JOIN ready ON ready.shard = deliveries.shard AND ready.id = deliveries.id
-    WHERE ready.nth <= $5 AND deliveries.state = 'pending'
-    ORDER BY ready.kind = 'reminder', ready.next_attempt
-    LIMIT $3
+    JOIN ranked ON ranked.shard = deliveries.shard AND ranked.id = deliveries.id
+    WHERE ranked.nth_message <= $3 AND deliveries.state = 'pending'
     FOR UPDATE OF deliveries SKIP LOCKED
 )
 UPDATE deliveries SET
@@ -258,18 +280,27 @@ WHERE deliveries.shard = chosen.shard AND deliveries.id = chosen.id
     AND channels.id = deliveries.channel_id
 RETURNING deliveries.*, channels.url;
 
--- name: finish_delivery
+-- name: finish_deliveries
+-- Only those still claimed: a removed channel or check took its own away.
 UPDATE deliveries SET
     state = $3, next_attempt = $4, claimed_until = NULL, finished = $5
-WHERE shard = $1 AND id = $2 AND state = 'sending';
+FROM unnest($1::integer[], $2::bigint[]) AS done (shard, id)
+WHERE deliveries.shard = done.shard AND deliveries.id = done.id
+    AND deliveries.state = 'sending'
+RETURNING deliveries.shard, deliveries.id, deliveries.channel_id;
 
--- name: insert_attempt
+-- name: insert_attempts
 INSERT INTO attempts (shard, delivery_id, at, ok, error, latency)
-VALUES ($1, $2, $3, $4, $5, $6);
+SELECT shard, id, $3, $4, $5, $6
+FROM unnest($1::integer[], $2::bigint[]) AS done (shard, id);
 
 -- name: channel_result
 UPDATE channels SET last_attempt = $2, last_ok = $3, last_error = $4
 WHERE id = $1;
+
+-- name: channel_results
+UPDATE channels SET last_attempt = $2, last_ok = $3, last_error = $4
+WHERE id = ANY($1::text[]);
 
 -- name: next_delivery_at
 SELECT min(next_attempt) FROM deliveries WHERE state = 'pending';

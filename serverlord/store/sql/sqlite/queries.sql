@@ -129,32 +129,53 @@ INSERT INTO deliveries (
 RETURNING id;
 
 -- name: claim_deliveries
+-- Of the earliest due deliveries, those of channels not crowded, each waiting
+-- for any earlier one of its check to the same channel, alerts before
+-- reminders. The limits count messages: a channel with at least ?6 waiting is
+-- in a storm and its deliveries go out ?7 to a message (a digest), else one
+-- each; a channel gets at most ?5 messages and the claim at most ?3.
 UPDATE deliveries SET state = 'sending', claimed_until = ?1,
     attempts = attempts + 1
 WHERE id IN (
     SELECT id FROM (
-        SELECT due.id, due.kind, due.next_attempt,
-            row_number() OVER (
-                PARTITION BY due.channel_id
-                ORDER BY due.kind = 'reminder', due.next_attempt, due.id
-            ) AS nth
+        SELECT id, dense_rank() OVER (
+            ORDER BY reminders_only, first_due, channel_id, message
+        ) AS nth_message
         FROM (
-            SELECT * FROM deliveries
-            WHERE state = 'pending' AND next_attempt <= ?2
-            AND channel_id NOT IN (SELECT value FROM json_each(?4))
-            ORDER BY next_attempt LIMIT 500
-        ) AS due
-        WHERE NOT EXISTS (
-            SELECT 1 FROM deliveries AS earlier
-            WHERE earlier.check_id = due.check_id
-            AND earlier.channel_id = due.channel_id
-            AND earlier.id < due.id
-            AND earlier.state IN ('pending', 'sending')
+            SELECT id, channel_id, message,
+                min(kind = 'reminder') OVER same_message AS reminders_only,
+                min(next_attempt) OVER same_message AS first_due
+            FROM (
+                SELECT id, channel_id, kind, next_attempt,
+                    CASE WHEN waiting >= ?6 THEN (nth - 1) / ?7 ELSE nth - 1 END
+                        AS message
+                FROM (
+                    SELECT due.id, due.channel_id, due.kind, due.next_attempt,
+                        row_number() OVER (
+                            PARTITION BY due.channel_id
+                            ORDER BY due.kind = 'reminder', due.next_attempt, due.id
+                        ) AS nth,
+                        count(*) OVER (PARTITION BY due.channel_id) AS waiting
+                    FROM (
+                        SELECT * FROM deliveries
+                        WHERE state = 'pending' AND next_attempt <= ?2
+                        AND channel_id NOT IN (SELECT value FROM json_each(?4))
+                        ORDER BY next_attempt LIMIT ?8
+                    ) AS due
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM deliveries AS earlier
+                        WHERE earlier.check_id = due.check_id
+                        AND earlier.channel_id = due.channel_id
+                        AND earlier.id < due.id
+                        AND earlier.state IN ('pending', 'sending')
+                    )
+                )
+            )
+            WHERE message < ?5
+            WINDOW same_message AS (PARTITION BY channel_id, message)
         )
     )
-    WHERE nth <= ?5
-    ORDER BY kind = 'reminder', next_attempt
-    LIMIT ?3
+    WHERE nth_message <= ?3
 ) AND state = 'pending'
 RETURNING id;
 
@@ -164,10 +185,12 @@ JOIN channels ON channels.id = deliveries.channel_id
 WHERE deliveries.id IN (SELECT value FROM json_each(?))
 ORDER BY deliveries.next_attempt;
 
--- name: finish_delivery
+-- name: finish_deliveries
+-- Only those still claimed: a removed channel or check took its own away.
 UPDATE deliveries SET state = ?1, next_attempt = ?2, claimed_until = NULL,
     finished = ?3
-WHERE id = ?4 AND state = 'sending';
+WHERE id IN (SELECT value FROM json_each(?4)) AND state = 'sending'
+RETURNING id;
 
 -- name: insert_attempt
 INSERT INTO attempts (delivery_id, at, ok, error, latency) VALUES (?, ?, ?, ?, ?);
