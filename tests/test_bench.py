@@ -93,9 +93,7 @@ def test_ingest_reports_each_connection_count_beside_the_bare_responder() -> Non
 def test_ingest_pings_one_check_past_the_servers_per_check_rate_limit() -> None:
     """The bench's own server has no per-check limit: one check pinged for two
     seconds flat out (far more than the default's burst of 100) gets no 429."""
-    result = report(
-        "ingest", "--checks", "1", "--seconds", "2", "--connections", "2"
-    )
+    result = report("ingest", "--checks", "1", "--seconds", "2", "--connections", "2")
 
     ours = result["levels"][0]["serverlord"]
     assert ours["requests"] > 100
