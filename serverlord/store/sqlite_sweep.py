@@ -75,8 +75,16 @@ def sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOut
 
 
 def _read_checks(conn: sqlite3.Connection, check_ids: list[str]) -> dict[str, Check]:
-    rows = conn.execute(Q["checks_by_ids"], (json.dumps(check_ids),))
-    return {row["id"]: check_from_row(row) for row in rows}
+    # sqlite3.Row finds a column by comparing names one by one: for a check's
+    # thirty columns that cost more than the rest of reading it. Plain tuples
+    # zipped with the names once per query make the same lookups dict ones.
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    cursor.execute(Q["checks_by_ids"], (json.dumps(check_ids),))
+    names = [column[0] for column in cursor.description]
+    rows = (dict(zip(names, values, strict=True)) for values in cursor)
+    checks = (check_from_row(row) for row in rows)
+    return {check.id: check for check in checks}
 
 
 def _confirm(
