@@ -73,7 +73,7 @@ async def mixed(store: Store) -> Mixed:
         late.append(check)
 
     pinged = await a_check(store, both)
-    await store.record_ping(ping(check=pinged, received=now - 1))
+    await store.record_ping(ping(pinged, received=now - 1))
 
     paused = await a_check(store, both)
     await store.pause_check(paused.id, now - 10)
