@@ -8,13 +8,16 @@ character at all: those are made printable here, and nothing here raises.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
 
 from serverlord.checks import DOWN, MISSED_OFFLINE, UP, Check, Flip, reason_text
 from serverlord.durations import format_duration
-from serverlord.render import iso, safe_text
+from serverlord.render import iso as _iso
+from serverlord.render import safe_text
+from serverlord.schedules import Schedule
 
 __all__ = [
     "EXCERPT_CHARS",
@@ -40,6 +43,13 @@ _EXCERPT_BYTES = EXCERPT_CHARS * 5
 
 # An escape like \x1b that a cut left unfinished at the end of a text.
 _CUT_ESCAPE = re.compile(r"\\x[0-9a-f]{0,3}$")
+
+# A wave of checks falling due together writes thousands of alerts in one
+# sweep that share their times, schedules and durations: the pure parts are
+# remembered, which makes composing an alert several times cheaper.
+_CACHED = 4096
+iso = functools.lru_cache(_CACHED)(_iso)
+_duration = functools.lru_cache(_CACHED)(format_duration)
 
 
 def compose(
@@ -183,24 +193,30 @@ def _about(check: Check, now: float) -> list[str]:
     )
     return [
         f"Last ping: {last}",
-        f"Schedule: {_line(_schedule(check))}, grace {_rough(check.grace)}",
+        f"Schedule: {_schedule(check)}, grace {_rough(check.grace)}",
     ]
 
 
 def _schedule(check: Check) -> str:
     # A schedule read from a damaged row should not cost the whole alert.
     try:
-        return check.schedule.describe()
+        return _describe(check.schedule)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         return f"unknown ({type(exc).__name__})"
+
+
+@functools.lru_cache(_CACHED)
+def _describe(schedule: Schedule) -> str:
+    return _line(schedule.describe())
 
 
 def _title_reason(flip: Flip) -> str:
     """The reason, short enough for a title: no offline window."""
     if flip.reason == MISSED_OFFLINE:
         return "missed while serverlord was offline"
-    bare = dataclasses.replace(flip, offline_from=None, offline_until=None)
-    return _line(reason_text(bare))
+    if flip.offline_until is not None:
+        flip = dataclasses.replace(flip, offline_from=None, offline_until=None)
+    return _line(reason_text(flip))
 
 
 def _excerpt(body: bytes | None) -> list[str]:
@@ -230,6 +246,10 @@ def _name(check: Check) -> str:
 
 def _line(text: str) -> str:
     """Any text as one printable line."""
+    if text.isprintable():
+        # Nearly every text: no surrogate, control character or line break
+        # to replace (none of them is printable).
+        return text.strip()
     encoded = text.encode("utf-8", "replace")
     return safe_text(encoded).replace("\n", "\\x0a").replace("\t", " ").strip()
 
@@ -259,6 +279,6 @@ def _rough(seconds: float) -> str:
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
     if seconds < 60:
-        return format_duration(round(seconds) or round(seconds, 3))
+        return _duration(round(seconds) or round(seconds, 3))
     unit = 1 if seconds < 3600 else 60 if seconds < 86400 else 3600
-    return format_duration(round(seconds / unit) * unit)
+    return _duration(round(seconds / unit) * unit)

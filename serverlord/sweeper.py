@@ -29,7 +29,13 @@ log = logging.getLogger(__name__)
 MIN_TICK = 0.002
 """Shortest sleep: uvloop rounds shorter ones to zero and would busy-loop."""
 MAX_SWEEP = 1000
-"""Most checks confirmed against the store in one call."""
+"""Most checks confirmed against the store in one call.
+
+A sweep is set-based, so its cost per check barely depends on its size (in
+process, 1,000 or 30,000 checks a call cost the same within 10%), and the
+store commits the sweeps of all shards waiting together in one transaction
+anyway. A larger one would only hold the store's writer longer while pings
+wait behind it."""
 RETRY_AFTER = 1.0
 """Pause before confirming again when the store refused a sweep."""
 

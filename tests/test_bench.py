@@ -145,6 +145,7 @@ def test_wave_flips_and_alerts_every_check() -> None:
 
     assert result["flipped"] == result["delivered"] == 50
     assert 0 <= result["all_flipped_s"] <= result["all_delivered_s"]
+    assert result["all_flipped_s"] <= result["all_stored_s"]
 
 
 def test_memory_measures_an_empty_and_a_loaded_server() -> None:

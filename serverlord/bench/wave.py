@@ -3,8 +3,9 @@
 The checks were last pinged so that their deadlines all fall ``--lead`` seconds
 after they are written, and each is linked to a ``json://`` channel pointing at
 a webhook receiver the bench runs on 127.0.0.1. Reported: the time from that
-instant until every check is flipped (the last stored detection), and until
-every alert has reached the receiver.
+instant until every check is flipped (the last detection its flip records),
+until the bench saw every flip committed (the store is read every
+``STORED_POLL`` seconds), and until every alert has reached the receiver.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from serverlord.schedules import Schedule
 FLIP_ID = re.compile(r"Flip: #(\d+)")
 PERIOD = 60.0
 GRACE = 1.0
+STORED_POLL = 0.1
+"""How often the bench counts the flips committed, in seconds."""
 
 
 class Receiver:
@@ -125,8 +128,10 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
                 f"instant: give --lead more than {args.lead:g} s"
             )
         give_up = at + args.timeout
+        stored = asyncio.create_task(_all_stored(target, len(ids), give_up))
         while receiver.flips < len(ids) and time.time() < give_up:
             await asyncio.sleep(0.05)
+        stored_by = await stored
         flips = await down_flips(target, ids)
     finally:
         # The server first: alerts still on their way must not meet a closed
@@ -144,6 +149,7 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "all_flipped_s": None
         if flipped_by is None or len(flips) < len(ids)
         else flipped_by - at,
+        "all_stored_s": None if stored_by is None else stored_by - at,
         "delivered": len(delivered),
         "all_delivered_s": max(delivered) - at if all_delivered else None,
         # Delivery alone, whatever the flips took: first alert to last.
@@ -151,6 +157,39 @@ async def scenario(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "messages": receiver.count,
         "timeout_s": args.timeout,
     }
+
+
+async def _all_stored(target: Target, count: int, give_up: float) -> float | None:
+    """When the bench first saw ``count`` down flips committed, or None.
+
+    A flip records when its sweep began; this is when its transaction had
+    committed, which is what a wave must reach in time. The store is fresh:
+    every down flip in it is one of the wave's.
+    """
+    while time.time() < give_up:
+        if await _down_flips_stored(target) >= count:
+            return time.time()
+        await asyncio.sleep(STORED_POLL)
+    return None
+
+
+async def _down_flips_stored(target: Target) -> int:
+    query = "SELECT count(*) FROM flips WHERE new_status = 'down'"
+    if target.database_url:
+        import asyncpg
+
+        pg = await asyncpg.connect(target.database_url)
+        try:
+            return int(await pg.fetchval(query))
+        finally:
+            await pg.close()
+
+    def count() -> int:
+        uri = f"file:{target.sqlite_path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+            return int(conn.execute(query).fetchone()[0])
+
+    return await asyncio.to_thread(count)
 
 
 async def _move_deadlines(target: Target, ids: list[str], at: float) -> None:
@@ -198,6 +237,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
         ("checks due at once", report["wave"]),
         ("flipped", report["flipped"]),
         ("all flipped after", seconds(report["all_flipped_s"], "flipped")),
+        ("all stored after", seconds(report.get("all_stored_s"), "stored")),
         ("alerts delivered", report["delivered"]),
         ("all delivered after", seconds(report["all_delivered_s"], "delivered")),
         ("first to last alert delivered", _span(report["delivery_span_s"])),

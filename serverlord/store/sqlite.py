@@ -25,16 +25,15 @@ from typing import IO, Any, TypeVar
 
 from serverlord import checks as rules
 from serverlord.channels import (
-    REMINDER,
     AttemptResult,
     Channel,
     Delivery,
     Digests,
 )
-from serverlord.checks import Check, Flip, deadline_of
+from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership, SoleOwnership
 from serverlord.pings import Ping, apply_ping
-from serverlord.store import writes
+from serverlord.store import sqlite_sweep, writes
 from serverlord.store.base import (
     ChannelNotFoundError,
     CheckNotFoundError,
@@ -437,7 +436,7 @@ class SqliteStore(SqliteProjects):
         return await self._write(PingWrite(ping))
 
     async def sweep(self, due: list[Due], now: float) -> list[SweepOutcome]:
-        return await self._write(lambda conn: _sweep(conn, due, now))
+        return await self._write(lambda conn: sqlite_sweep.sweep(conn, due, now))
 
     async def add_check(self, check: Check) -> None:
         await self._write(guarded(lambda conn: _add_check(conn, check)))
@@ -729,36 +728,6 @@ def _record_ping_run(
     return outcomes
 
 
-def _sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOutcome]:
-    outcomes = []
-    for item in due:
-        row = conn.execute(Q["get_check"], (item.check_id,)).fetchone()
-        if row is not None:
-            outcomes.append(_sweep_one(conn, check_from_row(row), item, now))
-    return outcomes
-
-
-def _sweep_one(
-    conn: sqlite3.Connection, check: Check, item: Due, now: float
-) -> SweepOutcome:
-    confirmed = writes.confirm_due(check, item, now)
-    if confirmed is None:
-        # A ping moved the deadline since the sweeper saw it: reschedule.
-        deadline = deadline_of(check)
-        at = None if deadline is None else deadline.at
-        return SweepOutcome(check.id, check.shard, at, None)
-
-    new_deadline = _save_state(conn, check)
-    flip, notify = confirmed.flip, False
-    if flip is not None:
-        _insert_flip(conn, flip)
-        notify = _enqueue_alerts(conn, check, flip, now)
-    elif confirmed.remind:
-        message = writes.reminder_message(check, _last_body(conn, check.id), now)
-        notify = _enqueue(conn, check, None, *message, now)
-    return SweepOutcome(check.id, check.shard, new_deadline, flip, notify)
-
-
 def _enqueue_alerts(
     conn: sqlite3.Connection, check: Check, flip: Flip, now: float
 ) -> bool:
@@ -780,16 +749,8 @@ def _enqueue(
     body: str,
     now: float,
 ) -> bool:
+    # Reminders are only owed by sweeps (see ``sqlite_sweep``).
     channel_ids = [row[0] for row in conn.execute(Q["check_channels"], (check.id,))]
-    if kind == REMINDER:
-        # One reminder waiting per channel is enough: a channel that is down
-        # must not come back to a pile of them.
-        channel_ids = [
-            channel_id
-            for channel_id in channel_ids
-            if conn.execute(Q["pending_reminder"], (check.id, channel_id)).fetchone()
-            is None
-        ]
     for channel_id in channel_ids:
         conn.execute(
             Q["insert_delivery"],

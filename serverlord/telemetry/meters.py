@@ -1,4 +1,4 @@
-"""Measurements taken on the hot paths: each ping and each group commit.
+"""Measurements taken on the hot paths: each ping, group commit and flip.
 
 The SDK's synchronous instruments cost ~9 µs per counter add and ~11 µs per
 histogram record on this kind of machine, most of a ping's budget for
@@ -118,6 +118,26 @@ class PingMeter:
         key = (ping_kind(suffix), result)
         self.counts[key] = self.counts.get(key, 0) + 1
         self.duration.record(elapsed, (result,))
+
+
+class FlipMeter:
+    """Counts flips by status and reason and times their detection lag.
+
+    A wave of checks falling due together flips thousands in one sweep: at
+    the SDK's ~20 µs per flip this took a fifth of the process's time.
+    """
+
+    def __init__(self, lag_bounds: tuple[float, ...], lagging: tuple[str, ...]) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        self.lag = Tally(lag_bounds, ("reason",))
+        self._lagging = lagging
+
+    def flip(self, status: str, reason: str, at: float, now: float) -> None:
+        """One flip stored at ``now`` whose check changed at ``at``."""
+        key = (status, reason)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if reason in self._lagging:
+            self.lag.record(max(0.0, now - at) * 1000.0, (reason,))
 
 
 class CommitMeter:

@@ -71,7 +71,7 @@ from serverlord.config import Settings
 from serverlord.store.base import CommitObserver, SweepOutcome
 from serverlord.telemetry import Delivered, Telemetry, logs, tracing
 from serverlord.telemetry.exposition import CONTENT_TYPE, render
-from serverlord.telemetry.meters import CommitMeter, PingMeter, Tally
+from serverlord.telemetry.meters import CommitMeter, FlipMeter, PingMeter, Tally
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class OtelTelemetry(Telemetry):
         self.metrics_on = metrics
         self.pings = PingMeter() if metrics else None
         self._commits = CommitMeter()
+        self._flips = FlipMeter(LAG_MS, _LAGGING)
         self._counts = dict.fromkeys(STORED_STATUSES, 0)
         self._counted_at = -COUNTS_FRESH
         self._count: Callable[[], Awaitable[dict[str, int]]] | None = None
@@ -197,16 +198,11 @@ class OtelTelemetry(Telemetry):
 
     def _instruments(self) -> None:
         meter = self.meter_provider.get_meter(SCOPE, __version__)
-        self._flips = meter.create_counter(
+        meter.create_observable_counter(
             "serverlord.flips",
+            [self._observe_flips],
             unit="{flip}",
             description="Flips that pings and sweeps stored",
-        )
-        self._lag = meter.create_histogram(
-            "serverlord.detection.lag",
-            unit="ms",
-            description="Time from a check's deadline to its flip stored",
-            explicit_bucket_boundaries_advisory=LAG_MS,
         )
         self._notifications = meter.create_counter(
             "serverlord.notifications",
@@ -259,10 +255,7 @@ class OtelTelemetry(Telemetry):
         if not self.metrics_on:
             return
         for flip in flips:
-            self._flips.add(1, {"status": flip.new_status, "reason": flip.reason})
-            if flip.reason in _LAGGING:
-                lag = max(0.0, now - flip.at) * 1000.0
-                self._lag.record(lag, {"reason": flip.reason})
+            self._flips.flip(flip.new_status, flip.reason, flip.at, now)
 
     def sweep(
         self,
@@ -350,6 +343,10 @@ class OtelTelemetry(Telemetry):
         for (kind, result), count in list(counts.items()):
             yield Observation(count, {"kind": kind, "result": result})
 
+    def _observe_flips(self, options: CallbackOptions) -> Iterable[Observation]:
+        for (status, reason), count in list(self._flips.counts.items()):
+            yield Observation(count, {"status": status, "reason": reason})
+
     def _observe_checks(self, options: CallbackOptions) -> Iterable[Observation]:
         for status, count in sorted(self._counts.items()):
             yield Observation(count, {"status": status})
@@ -374,6 +371,14 @@ class OtelTelemetry(Telemetry):
                     self.pings.duration,
                 )
             )
+        metrics.append(
+            tally_metric(
+                "serverlord.detection.lag",
+                "Time from a check's deadline to its flip stored",
+                "ms",
+                self._flips.lag,
+            )
+        )
         metrics.append(
             tally_metric(
                 "serverlord.store.batch.size",

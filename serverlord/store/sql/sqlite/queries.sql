@@ -223,7 +223,38 @@ ORDER BY attempts.id DESC LIMIT ?;
 DELETE FROM deliveries
 WHERE check_id = ? AND kind = 'reminder' AND state = 'pending';
 
--- name: pending_reminder
-SELECT 1 FROM deliveries
-WHERE check_id = ? AND channel_id = ? AND kind = 'reminder' AND state = 'pending'
-LIMIT 1;
+-- name: checks_by_ids
+SELECT * FROM checks WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: last_flip_id
+SELECT coalesce(max(id), 0) FROM flips;
+
+-- name: flip_ids_after
+SELECT id FROM flips WHERE id > ? ORDER BY id;
+
+-- name: add_flip
+INSERT INTO flips (
+    check_id, shard, at, detected, old_status, new_status, reason,
+    exit_status, offline_from, offline_until
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: channels_of_checks
+SELECT check_id, channel_id FROM check_channels
+WHERE check_id IN (SELECT value FROM json_each(?))
+ORDER BY check_id, channel_id;
+
+-- name: pending_reminders
+SELECT check_id, channel_id FROM deliveries
+WHERE check_id IN (SELECT value FROM json_each(?))
+AND kind = 'reminder' AND state = 'pending';
+
+-- name: last_bodies
+SELECT wanted.value, (
+    SELECT body FROM pings WHERE check_id = wanted.value ORDER BY n DESC LIMIT 1
+) FROM json_each(?) AS wanted;
+
+-- name: add_delivery
+INSERT INTO deliveries (
+    flip_id, check_id, shard, channel_id, kind, title, body, next_attempt,
+    created
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
