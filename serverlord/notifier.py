@@ -188,9 +188,17 @@ class Notifier:
     async def _release_claims(self) -> None:
         # The only notifier on the store: every claim found at start-up
         # belongs to a process that is gone.
+        trouble = Trouble(
+            log, "notifier cannot release old claims", "release_claims_failed"
+        )
         while not self._stopping:
             try:
                 released = await self.store.release_claims()
+            except StoreError as exc:
+                # A full disk or a locked database: one line, not a traceback.
+                trouble.failed(exc)
+                await self._sleep(ERROR_PAUSE)
+                continue
             except Exception:
                 log.exception(
                     "notifier could not release old claims; trying again shortly",
@@ -198,6 +206,7 @@ class Notifier:
                 )
                 await self._sleep(ERROR_PAUSE)
                 continue
+            trouble.ok()
             if released:
                 log.info(
                     "%d deliveries left unfinished by the last run will be sent",

@@ -32,7 +32,7 @@ from serverlord.channels import (
 )
 from serverlord.config import Settings, settings_from
 from serverlord.notifier import CHANNEL_SLOTS, Notifier, retry_at, send_message
-from serverlord.store.base import Store
+from serverlord.store.base import Store, StoreUnavailableError
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
 pytestmark = pytest.mark.filterwarnings(
@@ -178,6 +178,7 @@ class MemoryOutbox:
         self.rows: dict[int, Row] = {}
         self.claims = 0
         self.fail_claims = 0
+        self.fail_releases = 0
         self.channels: dict[str, str] = {}
         """One channel per URL, numbered as they come: channel-1, channel-2..."""
 
@@ -256,6 +257,9 @@ class MemoryOutbox:
         return min(pending, default=None)
 
     async def release_claims(self) -> int:
+        if self.fail_releases:
+            self.fail_releases -= 1
+            raise StoreUnavailableError("database or disk is full")
         sending = [r for r in self.rows.values() if r.state == SENDING]
         for row in sending:
             row.state, row.claimed_until = PENDING, None
@@ -508,6 +512,26 @@ async def test_a_failing_store_is_retried_and_does_not_stop_the_notifier(
 
     assert row.state == SENT
     assert any(r.__dict__.get("action") == "outbox_failed" for r in caplog.records)
+
+
+async def test_a_store_refusing_the_release_at_start_is_one_line_and_retried(
+    receiver: Receiver, outbox: MemoryOutbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="serverlord.notifier")
+    outbox.fail_releases = 2
+    delivery_id = outbox.add(receiver.url())
+    running = Notifier(cast(Store, outbox), fast_settings())
+    running.start()
+    try:
+        row = await outbox.settled(delivery_id, timeout=10.0)
+    finally:
+        await running.stop(wait=0.5)
+
+    assert row.state == SENT
+    actions = [r.__dict__.get("action") for r in caplog.records]
+    assert actions.count("release_claims_failed") == 1
+    assert actions.count("release_claims_failed_recovered") == 1
+    assert not any(r.exc_info for r in caplog.records)
 
 
 async def test_stop_leaves_a_send_in_flight_to_be_sent_again(
