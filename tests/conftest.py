@@ -27,6 +27,7 @@ from serverlord.http.app import build_app, with_fast_pings
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.database import Database
+from tests.receivers import MailSink, WebhookReceiver
 from tests.tenants import Tenant, make_tenant
 
 if TYPE_CHECKING:
@@ -148,3 +149,19 @@ async def alice(live: Live) -> Tenant:
 async def bob(live: Live) -> Tenant:
     """Another user, whose project alice must never see."""
     return await make_tenant(live.store, "bob@example.com")
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on 127.0.0.1 that records what is posted to it."""
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def mail() -> AsyncIterator[MailSink]:
+    """An SMTP server on 127.0.0.1 that keeps the messages it is sent."""
+    sink = await MailSink().start()
+    yield sink
+    await sink.close()

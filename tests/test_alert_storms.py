@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -52,20 +52,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         notify_retry_max=0.2,
         notify_retry_for=60.0,
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def mail() -> AsyncIterator[MailSink]:
-    sink = await MailSink().start()
-    yield sink
-    await sink.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import dataclasses
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +56,6 @@ def run(
         notify_timeout="5s",
         **database,
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
 
 
 def add_channel(run: Run, url: str, *args: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,13 +47,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'serverlord.sqlite3'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    peer = WebhookReceiver()
-    yield peer
-    peer.close()
 
 
 @dataclass

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,13 +49,6 @@ COMMANDS = [
 # `serverlord NAME --help` succeeds, this strict xfail fails, and NAME moves to
 # COMMANDS with an end-to-end test below against the executable.
 PENDING: list[str] = []
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

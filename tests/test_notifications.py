@@ -11,7 +11,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +58,6 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         notify_retry_max=0.2,
         notify_retry_for=60.0,
     )
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def mail() -> AsyncIterator[MailSink]:
-    sink = await MailSink().start()
-    yield sink
-    await sink.close()
 
 
 # Helpers.
