@@ -14,6 +14,7 @@ import resource
 import signal
 import socket
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,8 +45,47 @@ CHANGES_EVERY = 0.25
 GRACEFUL_STOP = 10
 """Longest wait for requests in flight when stopping."""
 MAX_CONNECTIONS = 10_000
+FLIPS_LOGGED_EACH = 20
+"""Most flips of one sweep logged one line each at INFO; past that, one line
+sums them up and each flip goes to DEBUG: a wave of 100,000 checks must not
+write 100,000 lines."""
 """Connections and requests served at once; more get 503 (the limit on open files
 must allow it)."""
+
+
+def log_flips(flips: list[Flip]) -> None:
+    """A line per flip, or, for many at once, a summary and a line per flip
+    at DEBUG (the flips themselves are in the store, the API and the TUI)."""
+    many = len(flips) > FLIPS_LOGGED_EACH
+    level = logging.DEBUG if many else logging.INFO
+    if log.isEnabledFor(level):
+        for flip in flips:
+            log.log(
+                level,
+                "check %s is %s (was %s): %s",
+                flip.check_id,
+                flip.new_status,
+                flip.old_status,
+                reason_text(flip),
+                extra={
+                    "action": "flip",
+                    "check_id": flip.check_id,
+                    "flip_id": flip.id,
+                    "lag": flip.detected - flip.at,
+                },
+            )
+    if many:
+        statuses = Counter(flip.new_status for flip in flips)
+        log.info(
+            "%d checks changed status at once: %s",
+            len(flips),
+            ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())),
+            extra={
+                "action": "flips",
+                "count": len(flips),
+                "check_ids": [flip.check_id for flip in flips[:FLIPS_LOGGED_EACH]],
+            },
+        )
 
 
 class Server:
@@ -80,20 +120,7 @@ class Server:
             self.notifier.wake()
         self.events.flips(flips)
         self.telemetry.flips(flips, clock.now())
-        for flip in flips:
-            log.info(
-                "check %s is %s (was %s): %s",
-                flip.check_id,
-                flip.new_status,
-                flip.old_status,
-                reason_text(flip),
-                extra={
-                    "action": "flip",
-                    "check_id": flip.check_id,
-                    "flip_id": flip.id,
-                    "lag": flip.detected - flip.at,
-                },
-            )
+        log_flips(flips)
 
     async def start(self) -> int:
         """Join the store's processes, take this one's shards and start
