@@ -13,7 +13,6 @@ client sees does not depend on which path answered.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -149,20 +148,7 @@ class PingFastPath:
         return segments
 
     async def _answer(self, request: ScopeRequest, segments: list[str]) -> ASGIResponse:
-        # The same calls as the Litestar routes of ping.ping_routes make.
-        service = self.service
-        meter = service.meter
-        started = time.perf_counter()
-        if len(segments) == 3:
-            code, slug, suffix = segments
-            answer = await service.handle_slug(request, code, slug, suffix)
-            kind: str | None = suffix
-        else:
-            code = segments[0]
-            suffix_or_none = segments[1] if len(segments) == 2 else None
-            answer = await service.handle(request, code, suffix_or_none)
-            # /ping/<ping key>/<slug> is a success ping: its last segment is a slug.
-            kind = suffix_or_none if len(code) == 36 else None
-        if meter is not None:
-            meter.ping(kind, answer.status_code, started)
-        return answer
+        code, *rest = segments
+        slug = rest[0] if len(rest) == 2 else None
+        suffix = rest[-1] if rest else None
+        return await self.service.respond(request, code, slug, suffix)

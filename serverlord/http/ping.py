@@ -135,6 +135,28 @@ class PingService:
             self._answers[key] = answer
         return answer
 
+    async def respond(
+        self,
+        request: PingRequest,
+        code: str,
+        slug: str | None,
+        suffix: str | None,
+    ) -> ASGIResponse:
+        """Answer ``/ping/<code>[/<slug>][/<suffix>]``, measured when there is
+        a meter: what the Litestar routes and the fast path both call."""
+        started = time.perf_counter()
+        if slug is not None:
+            answer = await self.handle_slug(request, code, slug, suffix)
+            kind = suffix
+        else:
+            answer = await self.handle(request, code, suffix)
+            # /ping/<ping key>/<slug> is a success ping: its last segment is
+            # a slug, not a kind.
+            kind = suffix if len(code) == 36 else None
+        if self.meter is not None:
+            self.meter.ping(kind, answer.status_code, started)
+        return answer
+
     async def handle(
         self, request: PingRequest, code: str, suffix: str | None
     ) -> ASGIResponse:
@@ -320,43 +342,16 @@ def _run_id(value: str | None) -> str | None:
 
 def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
     """The route handlers of the ping API, bound to one ping service."""
-    meter = service.meter
 
     async def ping(
         request: Request[Any, Any, Any], code: FromPath[str]
     ) -> ASGIResponse:
-        return await service.handle(request, code, None)
+        return await service.respond(request, code, None, None)
 
     async def ping_suffix(
         request: Request[Any, Any, Any], code: FromPath[str], suffix: FromPath[str]
     ) -> ASGIResponse:
-        return await service.handle(request, code, suffix)
-
-    # Measured routes are other functions, chosen once here: without a meter
-    # a ping costs nothing more, and with one no extra call level.
-    async def measured_ping(
-        request: Request[Any, Any, Any], code: FromPath[str]
-    ) -> ASGIResponse:
-        started = time.perf_counter()
-        answer = await service.handle(request, code, None)
-        meter.ping(None, answer.status_code, started)  # type: ignore[union-attr]
-        return answer
-
-    async def measured_ping_suffix(
-        request: Request[Any, Any, Any], code: FromPath[str], suffix: FromPath[str]
-    ) -> ASGIResponse:
-        started = time.perf_counter()
-        answer = await service.handle(request, code, suffix)
-        # /ping/<ping key>/<slug> is a success ping: its last segment is a slug.
-        kind = suffix if len(code) == 36 else None
-        meter.ping(kind, answer.status_code, started)  # type: ignore[union-attr]
-        return answer
-
-    options: dict[str, Any] = {
-        "http_method": ["GET", "POST", "HEAD"],
-        "request_max_body_size": body_cap,
-        "include_in_schema": False,
-    }
+        return await service.respond(request, code, None, suffix)
 
     async def ping_slug(
         request: Request[Any, Any, Any],
@@ -364,23 +359,13 @@ def ping_routes(service: PingService, body_cap: int) -> list[HTTPRouteHandler]:
         slug: FromPath[str],
         suffix: FromPath[str],
     ) -> ASGIResponse:
-        return await service.handle_slug(request, code, slug, suffix)
+        return await service.respond(request, code, slug, suffix)
 
-    async def measured_ping_slug(
-        request: Request[Any, Any, Any],
-        code: FromPath[str],
-        slug: FromPath[str],
-        suffix: FromPath[str],
-    ) -> ASGIResponse:
-        started = time.perf_counter()
-        answer = await service.handle_slug(request, code, slug, suffix)
-        meter.ping(suffix, answer.status_code, started)  # type: ignore[union-attr]
-        return answer
-
-    if meter is not None:
-        ping, ping_suffix = measured_ping, measured_ping_suffix
-        ping_slug = measured_ping_slug
-
+    options: dict[str, Any] = {
+        "http_method": ["GET", "POST", "HEAD"],
+        "request_max_body_size": body_cap,
+        "include_in_schema": False,
+    }
     return [
         route("/ping/{code:str}", **options)(ping),
         route("/ping/{code:str}/{suffix:str}", **options)(ping_suffix),
