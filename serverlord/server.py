@@ -105,7 +105,6 @@ class Server:
         self.change_cursor = 0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._clock_step = 0.0
 
     async def ingest(self, ping: Ping) -> None:
         """Record one ping durably, then move its check's deadline."""
@@ -191,17 +190,8 @@ class Server:
                 trouble.ok()
 
     def watch_clock(self) -> None:
-        """Log a step of the system clock once, when it is first seen."""
-        stepped = clock.step()
-        if abs(stepped - self._clock_step) > clock.STEP_TOLERANCE:
-            log.warning(
-                "the system clock moved by %+.0f s; serverlord keeps its own "
-                "time, %.0f s apart from it, until it is restarted",
-                stepped - self._clock_step,
-                stepped,
-                extra={"action": "clock_stepped", "seconds": round(stepped)},
-            )
-            self._clock_step = stepped
+        """Notice (and log, once) a step of the system clock."""
+        clock.observe()
 
     async def _follow_changes(self) -> None:
         trouble = Trouble(log, "could not read changes", "changes_failed")

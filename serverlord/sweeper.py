@@ -4,8 +4,10 @@ A sweeper never scans all checks. Pings push deadlines into the heap of their
 check's shard; the shard's task sleeps until the earliest one, confirms the
 checks that fell due against the store (a ping may have moved them) and lets the
 store flip them with a compare-and-set. Heap times are on the event loop's
-monotonic clock, and the deadlines are times of ``serverlord.clock``, which a
-step of the system clock does not move: a jump neither fires nor loses one.
+monotonic clock (a deadline is turned into "so many seconds from now" when it
+is set), and each sweep tells the store which deadline it timed, so that a step
+of the system clock neither fires a deadline early nor holds it back (see
+``serverlord.clock``).
 """
 
 from __future__ import annotations
@@ -175,15 +177,22 @@ class Shard:
             del self.deadlines[check_id]
             offline = self.offline.pop(check_id, None)
             if offline is None:
-                due.append(Due(check_id))
+                due.append(Due(check_id, seen=deadline))
             else:
                 due.append(
-                    Due(check_id, offline.not_before, offline.since, offline.until)
+                    Due(
+                        check_id,
+                        offline.not_before,
+                        offline.since,
+                        offline.until,
+                        seen=deadline,
+                    )
                 )
         return due
 
     async def _confirm(self, due: list[Due]) -> None:
         started = time.time_ns()  # the span's start, for tracing only
+        clock.observe()
         try:
             outcomes = await self.store.sweep(due, clock.now())
         except StoreError as exc:

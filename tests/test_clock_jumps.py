@@ -13,10 +13,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from serverlord import clock
 from serverlord.checks import DOWN, UP, Check
 from serverlord.schedules import Schedule
 from tests.conftest import Live
@@ -28,17 +29,25 @@ JUMPS = [pytest.param(HOUR, id="forward"), pytest.param(-HOUR, id="back")]
 
 
 @pytest.fixture
-def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Move this process's wall clock by so many seconds from now on."""
+def jump() -> Iterator[Callable[[float], None]]:
+    """Move this process's wall clock by so many seconds from now on.
+
+    The clock is put back afterwards, and serverlord's clock shown that step
+    too, as the next test must not see it as one of its own.
+    """
     real_time, real_time_ns = time.time, time.time_ns
     offset = [0.0]
-    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
-    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(offset[0] * 1e9))
+    time.time = lambda: real_time() + offset[0]
+    time.time_ns = lambda: real_time_ns() + int(offset[0] * 1e9)
 
     def move(seconds: float) -> None:
         offset[0] += seconds
 
-    return move
+    try:
+        yield move
+    finally:
+        time.time, time.time_ns = real_time, real_time_ns
+        clock.observe()
 
 
 async def short_check(live: Live) -> Check:

@@ -231,6 +231,8 @@ async def test_pings_log_nothing_at_info(
         for record in caplog.records
         if record.name.startswith(("serverlord", "uvicorn", "litestar"))
         and record.levelno >= logging.INFO
+        # The machine's clock may be stepped while this runs; that is no ping.
+        and getattr(record, "action", None) != "clock_stepped"
     ]
     assert server_side == []
 

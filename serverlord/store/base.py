@@ -97,6 +97,10 @@ class Due:
     not_before: float | None = None
     offline_from: float | None = None
     offline_until: float | None = None
+    seen: float | None = None
+    """The deadline the sweeper timed on the monotonic clock: if the check
+    still has it, it has passed, even when a step back of the system clock put
+    ``now`` behind it."""
 
 
 @dataclass(slots=True, frozen=True)

@@ -43,6 +43,7 @@ from serverlord.store.writes import (
     confirm_due,
     digest_params,
     drops_reminders,
+    next_deadline,
     prune_below,
     reminder_message,
 )
@@ -345,8 +346,7 @@ async def sweep(conn: Connection, due: list[Due], now: float) -> list[SweepOutco
             elif result.remind:
                 message = _Message(copy.copy(check), None, now)
                 batch.messages.append(message)
-        deadline = deadline_of(check)
-        at = None if deadline is None else deadline.at
+        at = next_deadline(check)
         flip = None if result is None else result.flip
         confirmed.append((check, at, flip, message))
     await batch.write(conn)

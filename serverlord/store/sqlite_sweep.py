@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from serverlord import checks as rules
-from serverlord.checks import Check, Flip, deadline_of
+from serverlord.checks import Check, Flip
 from serverlord.store import writes
 from serverlord.store.base import Due, SweepOutcome
 from serverlord.store.queries import load_queries
@@ -91,8 +91,7 @@ def _confirm(
     check: Check, item: Due, now: float, saved: dict[str, Check]
 ) -> _Confirmed:
     result = writes.confirm_due(check, item, now)
-    deadline = deadline_of(check)
-    at = None if deadline is None else deadline.at
+    at = writes.next_deadline(check)
     if result is None:
         # A ping moved the deadline since the sweeper saw it: reschedule.
         return _Confirmed(check, at)

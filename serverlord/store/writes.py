@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serverlord import alerts
+from serverlord import alerts, clock
 from serverlord import checks as rules
 from serverlord.channels import (
     DOWN_ALERT,
@@ -49,8 +49,9 @@ def confirm_due(check: Check, item: Due, now: float) -> Confirmed | None:
     On a result the check changed and must be saved with a compare-and-set.
     """
     deadline = deadline_of(check)
-    if deadline is None or deadline.at > now:
+    if deadline is None or not _passed(deadline.at, item, now):
         return None
+    now = max(now, deadline.at)
 
     if item.not_before is not None:
         deadline = Deadline(max(deadline.at, item.not_before), deadline.reason)
@@ -62,6 +63,20 @@ def confirm_due(check: Check, item: Due, now: float) -> Confirmed | None:
             flip.reason = rules.MISSED_OFFLINE
     remind = flip is None and deadline.reason == rules.REMINDER
     return Confirmed(flip, remind)
+
+
+def _passed(at: float, item: Due, now: float) -> bool:
+    if at == item.seen:
+        # The very deadline the sweeper timed: its time has run out.
+        return True
+    return clock.moved_on(at) <= now
+
+
+def next_deadline(check: Check) -> float | None:
+    """When the check must be confirmed next: its deadline, moved on by any
+    step forward of the system clock that jumped over it."""
+    deadline = deadline_of(check)
+    return None if deadline is None else clock.moved_on(deadline.at)
 
 
 def alert_message(
