@@ -37,18 +37,17 @@ STEPS_KEPT = 32
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """Times a step forward of the system clock jumped over: [start, end)."""
+    """Times [start, end) a step forward of so many seconds jumped over."""
 
     start: float
     end: float
-
-    @property
-    def seconds(self) -> float:
-        return self.end - self.start
+    seconds: float
 
 
 _moved = 0.0
 """How far the system clock had moved against the boot clock when last seen."""
+_highest = time.time()
+"""The latest time the system clock was seen to show."""
 _skipped: tuple[Skipped, ...] = ()
 """Replaced whole, never changed in place: the store's writer thread reads it."""
 
@@ -64,12 +63,13 @@ def observe() -> float:
     Call it on the event loop before trusting stored times against ``now``.
     A step is logged once, by the call that sees it.
     """
-    global _moved, _skipped
-    moved = time.time() - time.clock_gettime(_TICKS) - _OFFSET - _moved
+    global _moved, _skipped, _highest
+    at = now()
+    moved = at - time.clock_gettime(_TICKS) - _OFFSET - _moved
+    highest, _highest = _highest, max(_highest, at)
     if abs(moved) <= STEP_TOLERANCE:
         return 0.0
     _moved += moved
-    at = now()
     log.warning(
         "the system clock moved by %+.0f s; deadlines already set keep the "
         "time they had left",
@@ -77,11 +77,16 @@ def observe() -> float:
         extra={"action": "clock_stepped", "seconds": round(moved)},
     )
     if moved > 0:
-        _skipped = (*_skipped[-(STEPS_KEPT - 1) :], Skipped(at - moved, at))
+        # A time the clock showed before (it is back from a step back) was
+        # lived then, not skipped.
+        gap = Skipped(max(at - moved, highest), at, moved)
+        _skipped = (*_skipped[-(STEPS_KEPT - 1) :], gap)
     else:
         # Times from here on will be lived again: they are no longer skipped.
         _skipped = tuple(
-            Skipped(gap.start, min(gap.end, at)) for gap in _skipped if gap.start < at
+            Skipped(gap.start, min(gap.end, at), gap.seconds)
+            for gap in _skipped
+            if gap.start < at
         )
     return moved
 

@@ -7,7 +7,7 @@ on untouched, as it does when NTP or ``date -s`` steps the time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,20 +17,23 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def jump() -> Iterator[Callable[[float], None]]:
+def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Move this process's system clock by so many seconds from now on.
+
+    The clock, and what serverlord's clock made of its steps, are put back
+    afterwards: the next test starts from the real time, with no step seen.
+    """
+    clock.observe()
+    for name in ("_moved", "_skipped", "_highest"):
+        monkeypatch.setattr(clock, name, getattr(clock, name))
     real_time = time.time
     offset = [0.0]
-    clock.observe()
-    time.time = lambda: real_time() + offset[0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
 
     def move(seconds: float) -> None:
         offset[0] += seconds
 
-    try:
-        yield move
-    finally:
-        time.time = real_time
-        clock.observe()
+    return move
 
 
 def test_it_tells_the_system_time() -> None:
@@ -86,3 +89,15 @@ def test_a_step_back_is_seen_and_skips_nothing(
 
     assert clock.observe() == pytest.approx(-HOUR, abs=0.1)
     assert clock.moved_on(deadline) == deadline
+
+
+def test_a_step_forward_back_to_times_shown_before_skips_none_of_them(
+    jump: Callable[[float], None],
+) -> None:
+    shown = clock.now() - 60
+    jump(-HOUR)
+    clock.observe()
+    jump(HOUR)
+    clock.observe()
+
+    assert clock.moved_on(shown) == shown

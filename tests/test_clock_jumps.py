@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -29,25 +29,24 @@ JUMPS = [pytest.param(HOUR, id="forward"), pytest.param(-HOUR, id="back")]
 
 
 @pytest.fixture
-def jump() -> Iterator[Callable[[float], None]]:
+def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Move this process's wall clock by so many seconds from now on.
 
-    The clock is put back afterwards, and serverlord's clock shown that step
-    too, as the next test must not see it as one of its own.
+    The clock, and what serverlord's clock made of its steps, are put back
+    afterwards: the next test starts from the real time, with no step seen.
     """
+    clock.observe()
+    for name in ("_moved", "_skipped", "_highest"):
+        monkeypatch.setattr(clock, name, getattr(clock, name))
     real_time, real_time_ns = time.time, time.time_ns
     offset = [0.0]
-    time.time = lambda: real_time() + offset[0]
-    time.time_ns = lambda: real_time_ns() + int(offset[0] * 1e9)
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(offset[0] * 1e9))
 
     def move(seconds: float) -> None:
         offset[0] += seconds
 
-    try:
-        yield move
-    finally:
-        time.time, time.time_ns = real_time, real_time_ns
-        clock.observe()
+    return move
 
 
 async def short_check(live: Live) -> Check:
