@@ -75,14 +75,7 @@ async def test_a_silent_connection_gets_408_and_is_closed(guarded: int) -> None:
 async def test_a_body_that_stops_coming_gets_408_and_records_nothing(
     live: Live, guarded: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    check = Check(
-        id=str(uuid.uuid4()),
-        name="job",
-        created=time.time(),
-        schedule=Schedule.simple(86400.0),
-        grace=3600.0,
-    )
-    await live.store.add_check(check)
+    check = await daily_check(live)
     head = f"POST /ping/{check.id} HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
 
     answer, _ = await exchange(guarded, head.encode() + b"only ten b")
@@ -94,3 +87,64 @@ async def test_a_body_that_stops_coming_gets_408_and_records_nothing(
     assert stored is not None
     assert stored.n_pings == 1
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def daily_check(live: Live) -> Check:
+    check = Check(
+        id=str(uuid.uuid4()),
+        name="job",
+        created=time.time(),
+        schedule=Schedule.simple(86400.0),
+        grace=3600.0,
+    )
+    await live.store.add_check(check)
+    return check
+
+
+async def test_a_busy_connection_is_never_cut_while_each_request_is_quick(
+    live: Live, guarded: int
+) -> None:
+    check = await daily_check(live)
+    request = f"GET /ping/{check.id} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 4 * SHORT
+    answers = 0
+    try:
+        while loop.time() < until:
+            writer.write(request)
+            line = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nOK"), 5)
+            assert line.startswith(b"HTTP/1.1 200 ")
+            answers += 1
+            await asyncio.sleep(SHORT / 5)
+    finally:
+        writer.close()
+
+    stored = await live.store.get_check(check.id)
+    assert stored is not None
+    assert stored.n_pings == answers >= 10
+
+
+async def test_a_head_that_stalls_after_a_slow_body_gets_the_head_limit(
+    live: Live, guarded: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body's longer limit was running when its request ended; the next
+    # head must not inherit it.
+    monkeypatch.setattr(guard, "BODY_TIMEOUT", 20 * SHORT)
+    check = await daily_check(live)
+    head = f"POST /ping/{check.id} HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n"
+    stalled = f"GET /ping/{check.id} HTTP/1.1\r\nHost: a\r\n"
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded)
+    try:
+        writer.write(head.encode())
+        await asyncio.sleep(2 * SHORT)
+        writer.write(b"ok" + stalled.encode())
+        sent = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(), timeout=30 * SHORT)
+        took = time.monotonic() - sent
+    finally:
+        writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1.1 408 " in answer
+    assert took < 10 * SHORT
