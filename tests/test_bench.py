@@ -268,3 +268,44 @@ def test_scenarios_run_on_an_empty_postgresql_database(
         assert ours["ok_per_s"] > 0 and ours["errors"] == 0
     else:
         assert result["flipped"] == 20 and result["delivered"] == 20
+
+
+def test_setup_waits_out_the_api_rate_limit_of_a_running_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 30 requests at once, then one every two seconds.
+    monkeypatch.setenv("SERVERLORD_API_RATE_LIMIT", "30")
+    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(tmp_path)}
+    added = subprocess.run(
+        [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    key = re.search(r"API key \(read-write\): (\S+)", added.stdout)
+    assert key is not None, added.stdout
+    server = Target(tmp_path)
+    server.start()
+    try:
+        created = report(
+            "setup", "--url", server.url, "--api-key", key[1], "--checks", "34"
+        )
+    finally:
+        server.stop()
+
+    assert created["checks"] == 34
+
+
+@pytest.mark.parametrize("scenario", ["setup", "ingest"])
+def test_a_running_server_out_of_reach_is_one_line_not_a_traceback(
+    scenario: str,
+) -> None:
+    port = free_port()  # nothing listens there
+    done = bench(
+        scenario, "--url", f"http://127.0.0.1:{port}", "--api-key", "k", timeout=60
+    )
+
+    assert done.returncode == 1
+    assert f"cannot reach http://127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -17,6 +17,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from serverlord.bench.api import api_client, call
 from serverlord.bench.load import load
 from serverlord.bench.setup import populate
 from serverlord.bench.target import Target, free_port, http_get, serverlord_command
@@ -54,10 +55,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 async def api_ids(url: str, key: str) -> list[str]:
-    import httpx
-
-    async with httpx.AsyncClient(base_url=url, headers={"X-Api-Key": key}) as client:
-        answer = await client.get("/api/v3/checks/")
+    async with api_client(url, key) as client:
+        answer = await call(client, "GET", "/api/v3/checks/")
     if answer.status_code != 200:
         raise CommandError(f"{url}/api/v3/checks/ answered {answer.status_code}")
     return [c["ping_url"].rsplit("/", 1)[-1] for c in answer.json()["checks"]]

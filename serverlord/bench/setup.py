@@ -14,6 +14,7 @@ import random
 import time
 from typing import Any
 
+from serverlord.bench.api import api_client, call
 from serverlord.bench.target import Target
 from serverlord.bench.workload import Progress, add_checks, add_users, mixed_checks
 from serverlord.errors import CommandError
@@ -51,8 +52,6 @@ async def populate(
 
 
 async def over_api(url: str, key: str, checks: int, shown: bool) -> dict[str, Any]:
-    import httpx
-
     rng = random.Random(1)
     progress = Progress("checks", checks, shown)
     bodies = []
@@ -64,24 +63,19 @@ async def over_api(url: str, key: str, checks: int, shown: bool) -> dict[str, An
             body["schedule"] = check.schedule.expression
             body["tz"] = check.schedule.tz
         bodies.append(body)
-    failed: list[str] = []
     began = time.monotonic()
-    limits = httpx.Limits(max_connections=API_CONCURRENCY)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"X-Api-Key": key}, limits=limits, timeout=30
-    ) as client:
+    async with api_client(url, key, API_CONCURRENCY) as client:
         for start in range(0, len(bodies), 500):
             chunk = bodies[start : start + 500]
             answers = await asyncio.gather(
-                *(client.post("/api/v3/checks/", json=b) for b in chunk)
+                *(call(client, "POST", "/api/v3/checks/", json=b) for b in chunk)
             )
-            failed += [
-                f"{a.status_code} {a.text[:200]}"
-                for a in answers
-                if a.status_code not in (200, 201)
-            ]
+            failed = [a for a in answers if a.status_code not in (200, 201)]
             if failed:
-                raise CommandError(f"{url} refused a check: {failed[0]}")
+                answer = failed[0]
+                raise CommandError(
+                    f"{url} refused a check: {answer.status_code} {answer.text[:200]}"
+                )
             progress.advance(len(chunk))
     seconds = time.monotonic() - began
     return {
