@@ -329,6 +329,7 @@ async def serve(
     from serverlord import telemetry as telemetry_setup
     from serverlord.http.app import with_fast_pings
     from serverlord.http.guard import GuardedHttpProtocol
+    from serverlord.http.ping_protocol import PingProtocol
 
     raise_open_files()
     own_socket = sock is None
@@ -357,8 +358,9 @@ async def serve(
         config = uvicorn.Config(
             # Traced requests are traced whichever path answers them.
             telemetry.wrap(with_fast_pings(app)),
-            # httptools, with limits on the size and time of a request's head.
-            http=GuardedHttpProtocol,
+            # httptools, with limits on the size and time of a request's head,
+            # answering plain pings itself.
+            http=PingProtocol,
             lifespan="off",
             # serverlord reads X-Forwarded-For itself, only when told to trust it.
             proxy_headers=False,

@@ -1,16 +1,19 @@
-"""The fast path of pings answers exactly like the Litestar ping routes.
+"""The fast paths of pings answer exactly like the Litestar ping routes.
 
-Two HTTP servers run on real sockets over one store: one serves the Litestar
-application alone (the routes as they were), the other the same application
-behind ``PingFastPath``, as ``serverlord serve`` does. Each side pings its own
-twin checks with the same table of requests; the raw answers (status line,
-headers but the date, body) and the pings stored must be the same.
+Three HTTP servers run on real sockets over one store: one serves the Litestar
+application alone (the routes as they were), one the same application behind
+``PingFastPath`` through uvicorn's ASGI round, and one behind ``PingProtocol``,
+which answers plain pings without that round, as ``serverlord serve`` does.
+Each side pings its own twin checks with the same table of requests; the raw
+answers (status line, headers but the date, body) and the pings stored must be
+the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +28,7 @@ from serverlord.checks import Check
 from serverlord.config import Settings
 from serverlord.http.app import build_app, with_fast_pings
 from serverlord.http.guard import GuardedHttpProtocol
+from serverlord.http.ping_protocol import PingProtocol
 from serverlord.schedules import Schedule
 from tests.conftest import Live, free_socket
 from tests.tenants import Tenant
@@ -67,18 +71,20 @@ class Side:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, routes: list[str]) -> AsyncIterator[int]:
-    """``app`` on a free port behind the guarded protocol, as serve runs it;
-    the route names it writes in the scope for tracing go to ``routes``."""
+async def serving(app: Any, routes: list[str] | None = None) -> AsyncIterator[int]:
+    """``app`` on a free port; with ``routes``, behind the guarded protocol,
+    noting there the route names it writes in the scope for tracing; without,
+    served as it is by ``PingProtocol``, as serve runs it."""
 
     async def noting_routes(scope: Any, receive: Any, send: Any) -> None:
         await app(scope, receive, send)
+        assert routes is not None
         routes.append(scope.get("path_template", ""))
 
     sock = free_socket()
     config = uvicorn.Config(
-        noting_routes,
-        http=GuardedHttpProtocol,
+        app if routes is None else noting_routes,
+        http=PingProtocol if routes is None else GuardedHttpProtocol,
         lifespan="off",
         access_log=False,
         proxy_headers=False,
@@ -114,21 +120,26 @@ async def add_check(live: Live, tenant: Tenant, slug: str) -> Check:
 
 
 @pytest.fixture
-async def sides(live: Live, alice: Tenant) -> AsyncIterator[tuple[Side, Side]]:
-    """The Litestar routes alone, and the fast path in front of them."""
+async def sides(live: Live, alice: Tenant) -> AsyncIterator[tuple[Side, Side, Side]]:
+    """The Litestar routes alone, the fast path in front of them, and the
+    fast path answered by the protocol."""
     old_app = build_app(live.server, live.settings)
     new_app = with_fast_pings(build_app(live.server, live.settings))
+    raw_app = with_fast_pings(build_app(live.server, live.settings))
     old_routes: list[str] = []
     new_routes: list[str] = []
     async with (
         serving(old_app, old_routes) as old_port,
         serving(new_app, new_routes) as new_port,
+        serving(raw_app) as raw_port,
     ):
         old_check = await add_check(live, alice, "old-job")
         new_check = await add_check(live, alice, "new-job")
+        raw_check = await add_check(live, alice, "raw-job")
         yield (
             Side(old_port, old_routes, old_check, "old-job", "old"),
             Side(new_port, new_routes, new_check, "new-job", "new"),
+            Side(raw_port, [], raw_check, "raw-job", "raw"),
         )
 
 
@@ -223,31 +234,71 @@ def stored(ping: Any) -> tuple[Any, ...]:
     )
 
 
-async def test_the_fast_path_answers_every_case_like_the_litestar_routes(
-    live: Live, alice: Tenant, sides: tuple[Side, Side]
+async def test_the_fast_paths_answer_every_case_like_the_litestar_routes(
+    live: Live, alice: Tenant, sides: tuple[Side, Side, Side]
 ) -> None:
-    old, new = sides
+    old, new, raw = sides
     key = alice.project.ping_key
     for method, path, headers, body in CASES:
         answers = [
             await exchange(
                 side.port, raw_request(method, side.fill(path, key), headers, body)
             )
-            for side in (old, new)
+            for side in sides
         ]
-        assert answers[0] == answers[1], (method, path, headers, body)
+        assert answers[0] == answers[1] == answers[2], (method, path, headers, body)
 
     assert old.routes == new.routes
     assert "/ping/{code}/{slug}/{suffix}" in new.routes
     old_pings = await live.store.recent_pings(old.check.id, 100)
-    new_pings = await live.store.recent_pings(new.check.id, 100)
-    assert [stored(p) for p in old_pings] == [stored(p) for p in new_pings]
-    assert len(new_pings) > 20
+    for side in (new, raw):
+        pings = await live.store.recent_pings(side.check.id, 100)
+        assert [stored(p) for p in old_pings] == [stored(p) for p in pings]
+    assert len(old_pings) > 20
+
+
+async def test_the_protocol_answers_pipelined_requests_in_order_on_one_connection(
+    live: Live, alice: Tenant, sides: tuple[Side, Side, Side]
+) -> None:
+    raw = sides[2]
+    head = "HTTP/1.1\r\nHost: a\r\n"
+    ping = f"/ping/{raw.check.id}"
+    requests = [
+        f"GET {ping} {head}\r\n",
+        f"HEAD {ping}/start {head}\r\n",
+        f"GET /api/v3/checks/ {head}\r\n",
+        f"POST {ping} {head}Content-Length: 2\r\n\r\nhi",
+        f"GET /ping/{uuid.uuid4()} {head}\r\n",
+        f"GET {ping}/fail {head}Connection: close\r\n\r\n",
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", raw.port)
+    writer.write("".join(requests).encode())
+    answer = await asyncio.wait_for(reader.read(), timeout=30)
+    writer.close()
+
+    # Bodies run straight into the next status line.
+    statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", answer)
+    assert statuses == [
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 401 Unauthorized",
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.1 404 Not Found",
+        b"HTTP/1.1 200 OK",
+    ]
+    assert answer.endswith(b"OK")  # the server closed after the last one
+    pings = await live.store.recent_pings(raw.check.id, 10)
+    assert [(p.kind, p.body) for p in reversed(pings)] == [
+        ("success", b""),
+        ("start", b""),
+        ("success", b"hi"),
+        ("fail", b""),
+    ]
 
 
 @pytest.mark.parametrize("settings", [{"ping_rate_limit": 0.2}], indirect=True)
-async def test_the_fast_path_limits_a_check_like_the_litestar_routes(
-    live: Live, alice: Tenant, sides: tuple[Side, Side]
+async def test_the_fast_paths_limit_a_check_like_the_litestar_routes(
+    live: Live, alice: Tenant, sides: tuple[Side, Side, Side]
 ) -> None:
     # 0.2 pings a second may come two at once; the third is refused.
     key = alice.project.ping_key
@@ -258,5 +309,5 @@ async def test_the_fast_path_limits_a_check_like_the_litestar_routes(
             )
             for side in sides
         ]
-        assert answers[0] == answers[1], path
+        assert answers[0] == answers[1] == answers[2], path
     assert answers[0][0].endswith(b"429 Too Many Requests")

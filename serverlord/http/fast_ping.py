@@ -113,14 +113,19 @@ class PingFastPath:
         self.service = service
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        segments = self._ping_segments(scope)
+        segments = self.ping_segments(scope)
         if segments is None:
             await self.app(scope, receive, send)
             return
+        answer = await self.answer(scope, segments)
+        await answer(scope, receive, send)
+
+    async def answer(self, scope: Any, segments: list[str]) -> ASGIResponse:
+        """The answer to a plain ping, whose ``ping_segments`` these are."""
         scope["path_template"] = TEMPLATES[len(segments)]
         request = ScopeRequest(scope)
         try:
-            answer = await self._answer(request, segments)
+            return await self._answer(request, segments)
         except Exception as exc:
             # Litestar would answer 500 too; the ping service handles the
             # store's errors itself, so this is a bug, logged with its cause.
@@ -130,10 +135,9 @@ class PingFastPath:
                 exc_info=exc,
                 extra={"action": "ping_failed"},
             )
-            answer = _FAILED
-        await answer(scope, receive, send)
+            return _FAILED
 
-    def _ping_segments(self, scope: Any) -> list[str] | None:
+    def ping_segments(self, scope: Any) -> list[str] | None:
         """The segments after ``/ping/`` of a request this path answers."""
         if scope["type"] != "http":
             return None
