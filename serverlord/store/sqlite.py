@@ -61,6 +61,7 @@ from serverlord.store.rows import (
     state_params,
 )
 from serverlord.store.sqlite_projects import SqliteProjects
+from serverlord.store.sqlite_reads import read_checks
 from serverlord.trouble import Trouble
 
 log = logging.getLogger(__name__)
@@ -691,9 +692,7 @@ def _record_ping_run(
     a sixth less of the writer's time per ping.
     """
     pings: list[Ping] = [op.ping for op, _ in run]  # type: ignore[attr-defined]
-    ids = json.dumps(list(dict.fromkeys(ping.check_id for ping in pings)))
-    found = conn.execute(Q["get_checks"], (ids,))
-    checks = {row["id"]: check_from_row(row) for row in found}
+    checks = read_checks(conn, list(dict.fromkeys(p.check_id for p in pings)))
     states: dict[str, tuple[Any, ...]] = {}
     rows: list[tuple[Any, ...]] = []
     prunes: list[tuple[str, int]] = []

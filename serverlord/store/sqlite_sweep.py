@@ -20,7 +20,8 @@ from serverlord.checks import Check, Flip
 from serverlord.store import writes
 from serverlord.store.base import Due, SweepOutcome
 from serverlord.store.queries import load_queries
-from serverlord.store.rows import check_from_row, flip_to_params, state_params
+from serverlord.store.rows import flip_to_params, state_params
+from serverlord.store.sqlite_reads import read_checks
 
 Q = load_queries("sqlite")
 
@@ -47,7 +48,7 @@ class _Confirmed:
 
 def sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOutcome]:
     """Confirm due checks: flip those whose deadline really passed."""
-    checks = _read_checks(conn, [item.check_id for item in due])
+    checks = read_checks(conn, [item.check_id for item in due])
     saved: dict[str, Check] = {}
     confirmed = []
     for item in due:
@@ -72,19 +73,6 @@ def sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOut
         )
         for done in confirmed
     ]
-
-
-def _read_checks(conn: sqlite3.Connection, check_ids: list[str]) -> dict[str, Check]:
-    # sqlite3.Row finds a column by comparing names one by one: for a check's
-    # thirty columns that cost more than the rest of reading it. Plain tuples
-    # zipped with the names once per query make the same lookups dict ones.
-    cursor = conn.cursor()
-    cursor.row_factory = None
-    cursor.execute(Q["checks_by_ids"], (json.dumps(check_ids),))
-    names = [column[0] for column in cursor.description]
-    rows = (dict(zip(names, values, strict=True)) for values in cursor)
-    checks = (check_from_row(row) for row in rows)
-    return {check.id: check for check in checks}
 
 
 def _confirm(

@@ -223,9 +223,6 @@ ORDER BY attempts.id DESC LIMIT ?;
 DELETE FROM deliveries
 WHERE check_id = ? AND kind = 'reminder' AND state = 'pending';
 
--- name: checks_by_ids
-SELECT * FROM checks WHERE id IN (SELECT value FROM json_each(?));
-
 -- name: last_flip_id
 SELECT coalesce(max(id), 0) FROM flips;
 
