@@ -311,3 +311,30 @@ async def test_the_fast_paths_limit_a_check_like_the_litestar_routes(
         ]
         assert answers[0] == answers[1] == answers[2], path
     assert answers[0][0].endswith(b"429 Too Many Requests")
+
+
+async def test_a_failure_while_answering_is_logged_and_closes_the_connection(
+    live: Live,
+    sides: tuple[Side, Side, Side],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    raw = sides[2]
+
+    def broken(self: PingProtocol, cycle: Any, answer: Any) -> None:
+        raise RuntimeError("a bug while writing")
+
+    monkeypatch.setattr(PingProtocol, "_send", broken)
+    request = f"GET /ping/{raw.check.id} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", raw.port)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), timeout=30)
+    writer.close()
+
+    assert answer == b""
+    failures = [r for r in caplog.records if getattr(r, "action", "") == "ping_failed"]
+    assert len(failures) == 1
+    assert "a bug while writing" in failures[0].getMessage()
+    # The ping was recorded before its answer failed.
+    stored = await live.store.get_check(raw.check.id)
+    assert stored is not None and stored.n_pings == 1

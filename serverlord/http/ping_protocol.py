@@ -18,6 +18,7 @@ uvicorn's own ``send`` does.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 from litestar.response.base import ASGIResponse
@@ -25,6 +26,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCy
 
 from serverlord.http.fast_ping import PingFastPath
 from serverlord.http.guard import GuardedHttpProtocol
+
+log = logging.getLogger(__name__)
 
 
 class PingProtocol(GuardedHttpProtocol):
@@ -63,6 +66,16 @@ class PingProtocol(GuardedHttpProtocol):
             if cycle.disconnected:
                 return
             self._send(cycle, answer)
+        except Exception as exc:
+            # ``answer`` turns the ping service's own failures into a 500;
+            # this is the protocol's, after which the connection is unusable.
+            log.error(
+                "ping answer failed: %r",
+                exc,
+                exc_info=exc,
+                extra={"action": "ping_failed"},
+            )
+            cycle.transport.close()
         finally:
             cycle.on_response = lambda: None
 
