@@ -30,6 +30,7 @@ from serverlord.http.fast_ping import PingFastPath
 from serverlord.http.ping import PingService
 from serverlord.pings import Ping
 from serverlord.store import sqlite as sqlite_store
+from serverlord.store.sqlite_pings import PingWrite, record_ping_run
 
 ROUNDS, CALLS, BATCHES, BATCH = 5, 20_000, 200, 64
 
@@ -94,13 +95,11 @@ def writer_cost(path: Path, ids: list[str], together: bool) -> tuple[float, floa
         began = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         if together:
-            run: list[tuple[sqlite_store.Operation, Any]] = [
-                (sqlite_store.PingWrite(ping), None) for ping in pings
-            ]
-            sqlite_store._record_ping_run(conn, run)
+            run: list[tuple[Any, Any]] = [(PingWrite(ping), None) for ping in pings]
+            record_ping_run(conn, run)
         else:
             for ping in pings:
-                sqlite_store.PingWrite(ping)(conn)
+                PingWrite(ping)(conn)
         written = time.perf_counter()
         conn.execute("COMMIT")
         statements.append((written - began) / BATCH)

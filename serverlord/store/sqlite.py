@@ -1,9 +1,10 @@
 """The embedded store: SQLite in WAL mode, written by one group-commit thread.
 
-Every write is an operation queued to the writer thread. The thread takes all
-operations waiting, runs them in one transaction and resolves their futures only
-after COMMIT, so an acknowledged ping is durable and concurrent pings share one
-fsync. Reads run on a second thread with its own connection, which WAL lets
+Every write is an operation queued to the writer thread (``sqlite_writer``),
+which runs all operations waiting in one transaction and resolves their futures
+only after COMMIT, so an acknowledged ping is durable and concurrent pings
+share one fsync. Pings are recorded by ``sqlite_pings``, sweeps by
+``sqlite_sweep``. Reads run on a second thread with its own connection, which WAL lets
 proceed while the writer commits.
 """
 
@@ -14,9 +15,7 @@ import fcntl
 import json
 import logging
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ from serverlord.channels import (
 )
 from serverlord.checks import Check, Flip
 from serverlord.ownership import Ownership, SoleOwnership
-from serverlord.pings import Ping, apply_ping
+from serverlord.pings import Ping
 from serverlord.store import sqlite_sweep, writes
 from serverlord.store.base import (
     ChannelNotFoundError,
@@ -42,7 +41,6 @@ from serverlord.store.base import (
     Due,
     PingOutcome,
     SchemaBehindError,
-    StoreError,
     StoreUnavailableError,
     SweepOutcome,
     refuse_newer,
@@ -55,22 +53,22 @@ from serverlord.store.rows import (
     check_to_row,
     delivery_from_row,
     flip_from_row,
-    flip_to_params,
     ping_from_row,
-    ping_to_params,
-    state_params,
+)
+from serverlord.store.sqlite_pings import (
+    PingWrite,
+    insert_flip,
+    load_check,
+    save_state,
 )
 from serverlord.store.sqlite_projects import SqliteProjects
-from serverlord.store.sqlite_reads import read_checks
-from serverlord.trouble import Trouble
+from serverlord.store.sqlite_writer import Writer, guarded
 
 log = logging.getLogger(__name__)
 
 Q = load_queries("sqlite")
 T = TypeVar("T")
-Operation = Callable[[sqlite3.Connection], Any]
 
-MAX_BATCH = 2000
 WAL_SWITCH_TIMEOUT = 5.0
 """Longest wait to switch a new database file to WAL mode."""
 
@@ -179,183 +177,6 @@ def _statements(sql: str) -> list[str]:
     return statements
 
 
-class _Writer(threading.Thread):
-    """The one thread that writes: operations in, one transaction per batch."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__(name="serverlord-sqlite-writer", daemon=True)
-        self.conn = conn
-        self.queue: queue.SimpleQueue[tuple[Operation, asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self.observer: CommitObserver | None = None
-        self.trouble = Trouble(log, "sqlite store refuses writes", "store_write_failed")
-
-    def submit(self, op: Operation) -> asyncio.Future[Any]:
-        future = asyncio.get_running_loop().create_future()
-        self.queue.put((op, future))
-        return future
-
-    def stop(self) -> None:
-        self.queue.put(None)
-
-    def run(self) -> None:
-        while True:
-            batch, stopping = self._take_batch()
-            if batch:
-                self._commit(batch)
-            if stopping:
-                return
-
-    def _take_batch(self) -> tuple[list[tuple[Operation, Any]], bool]:
-        first = self.queue.get()
-        if first is None:
-            return [], True
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                item = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _commit(
-        self, batch: list[tuple[Operation, Any]], together: bool = True
-    ) -> None:
-        outcomes: list[tuple[Any, Any, BaseException | None]] = []
-        started = time.perf_counter()
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            index = 0
-            while index < len(batch):
-                pings = _ping_run(batch, index) if together else 0
-                if pings > 1:
-                    try:
-                        outcomes += _record_ping_run(
-                            self.conn, batch[index : index + pings]
-                        )
-                    except sqlite3.Error:
-                        raise
-                    except Exception as exc:
-                        self._retry_one_by_one(batch, exc)
-                        return
-                    index += pings
-                    continue
-                op, future = batch[index]
-                try:
-                    outcomes.append((future, op(self.conn), None))
-                except StoreError as exc:
-                    # Operations raise their domain errors before they write.
-                    outcomes.append((future, None, exc))
-                except sqlite3.Error:
-                    raise
-                except Exception as exc:
-                    self._drop_and_retry(batch, index, exc)
-                    return
-                index += 1
-            self.conn.execute("COMMIT")
-            self.trouble.ok()
-            if self.observer is not None:
-                self.observer(len(batch), time.perf_counter() - started, True)
-        except sqlite3.Error as exc:
-            self._roll_back()
-            # A full disk or a lock held elsewhere fails every batch until it
-            # ends: one line when it starts, one when writes work again.
-            self.trouble.failed(exc, logging.ERROR)
-            error = StoreUnavailableError(str(exc))
-            outcomes = [(future, None, error) for _, future in batch]
-            if self.observer is not None:
-                self.observer(len(batch), time.perf_counter() - started, False)
-        _resolve_all(outcomes)
-
-    def _roll_back(self) -> None:
-        # SQLite may have rolled back already (a full disk does); a failing
-        # ROLLBACK must not end the thread every ping waits on.
-        if self.conn.in_transaction:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                log.warning(
-                    "sqlite rollback failed: %s",
-                    exc,
-                    extra={"action": "store_rollback_failed"},
-                )
-
-    def _retry_one_by_one(
-        self, batch: list[tuple[Operation, Any]], exc: Exception
-    ) -> None:
-        # A bug while pings were written together: undo, and find the ping
-        # that raised by running each on its own (see ``_drop_and_retry``).
-        log.warning(
-            "pings written together failed, writing them one by one: %r",
-            exc,
-            extra={"action": "store_ping_run_failed"},
-        )
-        self.conn.execute("ROLLBACK")
-        self._commit(batch, together=False)
-
-    def _drop_and_retry(
-        self, batch: list[tuple[Operation, Any]], index: int, exc: Exception
-    ) -> None:
-        # A bug in one operation must not cost the others their write: undo the
-        # whole transaction, fail that one and commit the rest again.
-        log.error(
-            "store operation failed: %r",
-            exc,
-            exc_info=exc,
-            extra={"action": "store_bug"},
-        )
-        self.conn.execute("ROLLBACK")
-        _resolve_all([(batch[index][1], None, exc)])
-        rest = batch[:index] + batch[index + 1 :]
-        if rest:
-            self._commit(rest)
-
-
-def guarded(op: Operation) -> Operation:
-    """Run an operation that may break a constraint under its own savepoint."""
-
-    def run(conn: sqlite3.Connection) -> Any:
-        conn.execute("SAVEPOINT op")
-        try:
-            result = op(conn)
-        except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            raise ConflictError(str(exc)) from exc
-        except BaseException:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            raise
-        conn.execute("RELEASE op")
-        return result
-
-    return run
-
-
-def _resolve_all(outcomes: list[tuple[Any, Any, BaseException | None]]) -> None:
-    # One hop to each event loop per batch, not one per ping.
-    by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-    for loop, items in by_loop.items():
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_resolve, items)
-
-
-def _resolve(items: list[tuple[Any, Any, BaseException | None]]) -> None:
-    for future, result, error in items:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-
 class SqliteStore(SqliteProjects):
     """The SQLite backend of the store contract."""
 
@@ -366,7 +187,7 @@ class SqliteStore(SqliteProjects):
         self.synchronous = synchronous
         self.auto_migrate = auto_migrate
         self.description = f"sqlite:///{path}"
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._observer: CommitObserver | None = None
         self._lock: IO[str] | None = None
         self._reader: sqlite3.Connection | None = None
@@ -389,7 +210,7 @@ class SqliteStore(SqliteProjects):
         except BaseException:
             conn.close()
             raise
-        self._writer = _Writer(conn)
+        self._writer = Writer(conn)
         self._writer.observer = self._observer
         self._writer.start()
         self._reader = await self._read(connect, self.path)
@@ -622,147 +443,6 @@ class SqliteStore(SqliteProjects):
 # The operations below run on the writer thread inside the batch's transaction.
 
 
-def _load(conn: sqlite3.Connection, check_id: str) -> Check:
-    row = conn.execute(Q["get_check"], (check_id,)).fetchone()
-    if row is None:
-        raise CheckNotFoundError(check_id)
-    return check_from_row(row)
-
-
-def _save_state(conn: sqlite3.Connection, check: Check) -> float | None:
-    params = state_params(check)
-    cursor = conn.execute(Q["update_check_state"], params)
-    if cursor.rowcount != 1:
-        raise ConflictError(check.id)
-    check.version += 1
-    deadline: float | None = params[6]
-    return deadline
-
-
-def _insert_flip(conn: sqlite3.Connection, flip: Flip) -> None:
-    flip.id = conn.execute(Q["insert_flip"], flip_to_params(flip)).fetchone()[0]
-
-
-def _record_ping(conn: sqlite3.Connection, ping: Ping) -> PingOutcome:
-    check = _load(conn, ping.check_id)
-    flip = apply_ping(check, ping)
-    deadline = _save_state(conn, check)
-    conn.execute(Q["insert_ping"], ping_to_params(ping, check.shard))
-    below = writes.prune_below(ping.n)
-    if below is not None:
-        conn.execute(Q["prune_pings"], (check.id, below))
-    notify = False
-    if flip is not None:
-        _insert_flip(conn, flip)
-        notify = _enqueue_alerts(conn, check, flip, ping.received)
-    return PingOutcome(check.id, check.shard, deadline, flip, notify)
-
-
-class PingWrite:
-    """The operation of one ping. The writer spots these in a batch and
-    writes the pings next to each other together (``_record_ping_run``)."""
-
-    __slots__ = ("ping",)
-
-    def __init__(self, ping: Ping) -> None:
-        self.ping = ping
-
-    def __call__(self, conn: sqlite3.Connection) -> PingOutcome:
-        return _record_ping(conn, self.ping)
-
-
-def _ping_run(batch: list[tuple[Operation, Any]], start: int) -> int:
-    """How many operations from ``start`` on are pings, one after another."""
-    end = start
-    while end < len(batch) and type(batch[end][0]) is PingWrite:
-        end += 1
-    return end - start
-
-
-def _record_ping_run(
-    conn: sqlite3.Connection, run: list[tuple[Operation, Any]]
-) -> list[tuple[Any, Any, BaseException | None]]:
-    """Record pings that follow each other in a batch with a few statements.
-
-    Their checks are read with one query; each ping is applied in its turn
-    to its check in memory, so that two pings of one check see each other,
-    as they would one by one; each check's final state is written once and
-    the ping rows with one statement. The result is what ``_record_ping``
-    gives for each in turn (but a check's version, raised once), for about
-    a sixth less of the writer's time per ping.
-    """
-    pings: list[Ping] = [op.ping for op, _ in run]  # type: ignore[attr-defined]
-    checks = read_checks(conn, list(dict.fromkeys(p.check_id for p in pings)))
-    states: dict[str, tuple[Any, ...]] = {}
-    rows: list[tuple[Any, ...]] = []
-    prunes: list[tuple[str, int]] = []
-    outcomes: list[tuple[Any, Any, BaseException | None]] = []
-    for ping, (_, future) in zip(pings, run, strict=True):
-        check = checks.get(ping.check_id)
-        if check is None:
-            outcomes.append((future, None, CheckNotFoundError(ping.check_id)))
-            continue
-        flip = apply_ping(check, ping)
-        states[check.id] = params = state_params(check)
-        rows.append(ping_to_params(ping, check.shard))
-        below = writes.prune_below(ping.n)
-        if below is not None:
-            prunes.append((check.id, below))
-        notify = False
-        if flip is not None:
-            # The alert quotes the check's last ping: its row goes in first.
-            conn.executemany(Q["insert_ping"], rows)
-            rows.clear()
-            _insert_flip(conn, flip)
-            notify = _enqueue_alerts(conn, check, flip, ping.received)
-        outcome = PingOutcome(check.id, check.shard, params[6], flip, notify)
-        outcomes.append((future, outcome, None))
-
-    saved = conn.executemany(Q["update_check_state"], list(states.values())).rowcount
-    if saved != len(states):
-        # Nothing else writes between the read above and this update.
-        raise ConflictError(f"{len(states) - saved} checks changed under a ping")
-    conn.executemany(Q["insert_ping"], rows)
-    conn.executemany(Q["prune_pings"], prunes)
-    return outcomes
-
-
-def _enqueue_alerts(
-    conn: sqlite3.Connection, check: Check, flip: Flip, now: float
-) -> bool:
-    """Write one delivery per linked channel, in the flip's own transaction."""
-    if writes.drops_reminders(flip):
-        conn.execute(Q["drop_reminders"], (check.id,))
-    message = writes.alert_message(check, flip, _last_body(conn, check.id), now)
-    if message is None:
-        return False
-    return _enqueue(conn, check, flip.id, *message, now)
-
-
-def _enqueue(
-    conn: sqlite3.Connection,
-    check: Check,
-    flip_id: int | None,
-    kind: str,
-    title: str,
-    body: str,
-    now: float,
-) -> bool:
-    # Reminders are only owed by sweeps (see ``sqlite_sweep``).
-    channel_ids = [row[0] for row in conn.execute(Q["check_channels"], (check.id,))]
-    for channel_id in channel_ids:
-        conn.execute(
-            Q["insert_delivery"],
-            (flip_id, check.id, check.shard, channel_id, kind, title, body, now, now),
-        )
-    return bool(channel_ids)
-
-
-def _last_body(conn: sqlite3.Connection, check_id: str) -> bytes | None:
-    row = conn.execute(Q["last_body"], (check_id,)).fetchone()
-    return None if row is None else bytes(row[0])
-
-
 def _add_check(conn: sqlite3.Connection, check: Check) -> None:
     conn.execute(Q["insert_check"], check_to_row(check))
     conn.execute(Q["insert_change"], (check.id,))
@@ -785,11 +465,11 @@ def _delete_check(conn: sqlite3.Connection, check_id: str) -> None:
 def _change_state(
     conn: sqlite3.Connection, check_id: str, change: Callable[[Check], Flip | None]
 ) -> Check:
-    check = _load(conn, check_id)
+    check = load_check(conn, check_id)
     flip = writes.change_state(check, change)
-    _save_state(conn, check)
+    save_state(conn, check)
     if flip is not None:
-        _insert_flip(conn, flip)
+        insert_flip(conn, flip)
         if writes.drops_reminders(flip):
             conn.execute(Q["drop_reminders"], (check_id,))
     conn.execute(Q["insert_change"], (check_id,))
@@ -802,7 +482,7 @@ def _delete_channel(conn: sqlite3.Connection, channel_id: str) -> None:
 
 
 def _link(conn: sqlite3.Connection, check_id: str, channel_ids: list[str]) -> None:
-    check = _load(conn, check_id)
+    check = load_check(conn, check_id)
     for channel_id in channel_ids:
         if conn.execute(Q["get_channel"], (channel_id,)).fetchone() is None:
             raise ChannelNotFoundError(channel_id)
