@@ -97,7 +97,8 @@ def main() -> int:
             for side, tree in sides if round_ % 2 == 0 else sides[::-1]:
                 extra, database = [], None
                 if cluster is not None:
-                    database = asyncio.run(cluster.create_database())
+                    # Empty: each checkout migrates it to its own schema.
+                    database = asyncio.run(cluster.create_empty_database())
                     extra = ["--database-url", cluster.url(database)]
                 report = bench(tree, args + extra)
                 if cluster is not None and database is not None:
