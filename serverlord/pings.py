@@ -115,7 +115,8 @@ def _close_run(check: Check, ping: Ping) -> None:
     if not same_run and ping.kind != FAIL and ping.rid is not None:
         return
     if same_run:
-        ping.duration = ping.received - check.last_start
+        # Never negative, should the system clock have stepped back meanwhile.
+        ping.duration = max(0.0, ping.received - check.last_start)
         check.last_duration = ping.duration
     check.last_start = None
     check.last_start_rid = None

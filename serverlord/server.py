@@ -42,6 +42,8 @@ HEARTBEAT_EVERY = 2.0
 """How often the store learns that serverlord is alive (bounds offline windows)."""
 CHANGES_EVERY = 0.25
 """How often edits made by other processes (the CLI) are picked up."""
+CLOCK_WATCH_EVERY = 0.2
+"""How often the system clock is compared with the boot clock for steps."""
 GRACEFUL_STOP = 10
 """Longest wait for requests in flight when stopping."""
 MAX_CONNECTIONS = 10_000
@@ -135,6 +137,7 @@ class Server:
         self._tasks = [
             asyncio.create_task(self._beat(), name="heartbeat"),
             asyncio.create_task(self._follow_changes(), name="changes"),
+            asyncio.create_task(self._watch_clock(), name="clock"),
         ]
         return await self.store.count_checks()
 
@@ -181,7 +184,6 @@ class Server:
         trouble = Trouble(log, "heartbeat not stored", "heartbeat_failed")
         while True:
             await asyncio.sleep(HEARTBEAT_EVERY)
-            self.watch_clock()
             try:
                 await self.store.heartbeat(clock.now())
             except StoreError as exc:
@@ -192,6 +194,13 @@ class Server:
     def watch_clock(self) -> None:
         """Notice (and log, once) a step of the system clock."""
         clock.observe()
+
+    async def _watch_clock(self) -> None:
+        # A step is placed where it is noticed: look often, so that the times
+        # it jumped over are where it happened, within a fraction of a second.
+        while True:
+            await asyncio.sleep(CLOCK_WATCH_EVERY)
+            self.watch_clock()
 
     async def _follow_changes(self) -> None:
         trouble = Trouble(log, "could not read changes", "changes_failed")
@@ -218,7 +227,7 @@ class Server:
         cursor, check_ids = await self.store.changes_since(self.change_cursor)
         now = clock.now()
         for check_id in dict.fromkeys(check_ids):
-            self.sweepers.schedule(shard_of(check_id), check_id, now)
+            self.sweepers.confirm(shard_of(check_id), check_id, now)
         self.events.checks_changed(check_ids)
         self.change_cursor = cursor
 
@@ -328,7 +337,7 @@ async def serve(
 
     from serverlord import telemetry as telemetry_setup
     from serverlord.http.app import with_fast_pings
-    from serverlord.http.guard import GuardedHttpProtocol
+    from serverlord.http.guard import GuardedHttpProtocol, quiet_uvicorn
     from serverlord.http.ping_protocol import PingProtocol
 
     raise_open_files()
@@ -353,6 +362,7 @@ async def serve(
     server, count = started
     store = server.store
     GuardedHttpProtocol.per_address = settings.connections_per_address
+    quiet_uvicorn()
     try:
         app = http_app(server)
         config = uvicorn.Config(

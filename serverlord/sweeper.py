@@ -82,11 +82,14 @@ class Shard:
         self.heap: list[tuple[float, float, str]] = []
         self.deadlines: dict[str, float] = {}
         self.offline: dict[str, _Offline] = {}
+        self.confirming: set[str] = set()
+        """Checks whose heap time is when to confirm them, not a deadline."""
         self._waiter: asyncio.Future[None] | None = None
 
     def schedule(self, check_id: str, deadline: float | None) -> None:
         """Set (or clear, with None) the wall-clock deadline of one check."""
         self.offline.pop(check_id, None)
+        self.confirming.discard(check_id)
         if deadline is None:
             self.deadlines.pop(check_id, None)
             return
@@ -94,6 +97,12 @@ class Shard:
             return
         self.deadlines[check_id] = deadline
         self._push(check_id, deadline, deadline)
+
+    def confirm(self, check_id: str, at: float) -> None:
+        """Confirm the check against the store at ``at``, whatever its deadline
+        (another process changed it): the store then judges by its clock."""
+        self.schedule(check_id, at)
+        self.confirming.add(check_id)
 
     def schedule_earlier(self, check_id: str, deadline: float) -> None:
         """Move a deadline earlier, never later.
@@ -111,6 +120,7 @@ class Shard:
         for check_id in gone:
             del self.deadlines[check_id]
             self.offline.pop(check_id, None)
+            self.confirming.discard(check_id)
         self._compact()
 
     def hold_back(self, check_id: str, deadline: float, offline: _Offline) -> None:
@@ -176,7 +186,10 @@ class Shard:
                 continue
             del self.deadlines[check_id]
             offline = self.offline.pop(check_id, None)
-            if offline is None:
+            if check_id in self.confirming:
+                self.confirming.discard(check_id)
+                due.append(Due(check_id))
+            elif offline is None:
                 due.append(Due(check_id, seen=deadline))
             else:
                 due.append(
@@ -209,9 +222,12 @@ class Shard:
         for item in due:
             if shard_of(item.check_id) not in self.owned:
                 continue
-            if item.check_id not in self.deadlines:
-                self.deadlines[item.check_id] = now
-                self._push(item.check_id, now, now)
+            if item.check_id in self.deadlines:
+                continue  # news came meanwhile, with its own time
+            if item.seen is None:
+                self.confirm(item.check_id, now)
+            else:
+                self.schedule(item.check_id, item.seen)
 
     def _apply(self, outcomes: list[SweepOutcome]) -> None:
         flips = []
@@ -253,6 +269,10 @@ class Sweepers:
     def schedule(self, shard: int, check_id: str, deadline: float | None) -> None:
         if shard in self.owned:
             self.shard_for(shard).schedule(check_id, deadline)
+
+    def confirm(self, shard: int, check_id: str, at: float) -> None:
+        if shard in self.owned:
+            self.shard_for(shard).confirm(check_id, at)
 
     def schedule_earlier(self, shard: int, check_id: str, deadline: float) -> None:
         if shard in self.owned:

@@ -24,6 +24,7 @@ import uvicorn
 
 from serverlord.config import Settings
 from serverlord.http.app import build_app, with_fast_pings
+from serverlord.http.ping_protocol import PingProtocol
 from serverlord.server import Server
 from serverlord.store import Store, open_store
 from tests.database import Database
@@ -112,7 +113,8 @@ async def live(settings: Settings, store: Store) -> AsyncIterator[Live]:
         access_log=False,
         proxy_headers=False,
         log_level="warning",
-        http="httptools",
+        # What serve runs: plain pings answered by the protocol itself.
+        http=PingProtocol,
     )
     http = uvicorn.Server(config)
     http.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]

@@ -202,6 +202,8 @@ def test_setup_and_ingest_load_a_running_server_through_its_api(
         (["lag", "--url", "http://127.0.0.1:9", "--api-key", "k"], "own server only"),
         (["ingest", "--url", "http://127.0.0.1:9"], "--url needs --api-key"),
         (["ingest", "--url", "ftp://x"], "must be http://HOST:PORT"),
+        (["setup", "--url", "http://127.0.0.1:abc"], "must be http://HOST:PORT"),
+        (["setup", "--url", "http://127.0.0.1:99999"], "must be http://HOST:PORT"),
         (["ingest", "--connections", "0"], "each count must be 1-10000"),
         (["ingest", "--seconds", "0"], "--seconds: 0 is not between"),
         (["nothing"], "invalid choice"),

@@ -148,3 +148,31 @@ async def test_a_head_that_stalls_after_a_slow_body_gets_the_head_limit(
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert b"HTTP/1.1 408 " in answer
     assert took < 10 * SHORT
+
+
+async def test_requests_anyone_can_send_do_not_fill_the_log(
+    live: Live, guarded: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    guard.quiet_uvicorn()
+    check = await daily_check(live)
+    upgrade = (
+        f"GET /ping/{check.id} HTTP/1.1\r\nHost: a\r\n"
+        "Connection: Upgrade\r\nUpgrade: {}\r\n\r\n"
+    )
+    caplog.set_level(logging.INFO)
+
+    answers = [await exchange(guarded, b"\x00\x01 not http\r\n\r\n") for _ in range(5)]
+    for protocol in ("websocket", "h2c", "websocket"):
+        await exchange(guarded, upgrade.format(protocol).encode())
+
+    assert all(answer.startswith(b"HTTP/1.1 400 ") for answer, _ in answers)
+    uvicorn_lines = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "uvicorn.error"
+    ]
+    assert uvicorn_lines.count("Invalid HTTP request received.") <= 1
+    assert not [line for line in uvicorn_lines if "upgrade" in line.lower()]
+    stored = await live.store.get_check(check.id)
+    assert stored is not None
+    assert stored.n_pings == 3  # the upgrade requests were answered as pings

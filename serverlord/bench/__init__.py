@@ -178,7 +178,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--timeout: {args.timeout:g} is not between 1 and 3,600")
     if args.url is not None:
         parts = urlsplit(args.url)
-        if parts.scheme != "http" or not parts.hostname or not parts.port:
+        try:
+            port = parts.port  # raises on a port that is no number or too big
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or not port:
             raise UsageError(
                 f"--url: {args.url!r} must be http://HOST:PORT of a running server"
             )

@@ -15,6 +15,8 @@ server accepts.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import Counter
 from typing import Any, ClassVar
 
@@ -53,6 +55,41 @@ _GUARD_HEADERS = b"".join(
 )
 """Refused before the path is known: the headers of every other answer, and
 a ping's CORS header so that a page pinging may read why."""
+
+
+REPEAT_LOGGED_EVERY = 60.0
+"""Seconds between two log lines of uvicorn's about malformed requests."""
+
+
+class _Sparse(logging.Filter):
+    """Lets one record of a repeated message through per REPEAT_LOGGED_EVERY.
+
+    uvicorn logs a warning for every malformed request: anyone could fill the
+    log with them. One line a minute says that it happens.
+    """
+
+    MESSAGES = frozenset({"Invalid HTTP request received."})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message not in self.MESSAGES:
+            return True
+        now = time.monotonic()
+        if now - self._last.get(message, -REPEAT_LOGGED_EVERY) < REPEAT_LOGGED_EVERY:
+            return False
+        self._last[message] = now
+        return True
+
+
+def quiet_uvicorn() -> None:
+    """Thin out uvicorn's log lines that any client can cause (once each)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _Sparse) for f in logger.filters):
+        logger.addFilter(_Sparse())
 
 
 class HeadTooLargeError(Exception):
@@ -155,6 +192,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._parsed_at_end = self._parsed
         self._disarm()
         super().on_message_complete()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # serverlord speaks neither WebSocket nor h2c: the request is answered
+        # as HTTP/1.1, without two warnings per request for anyone to cause.
+        return None
 
     def send_400_response(self, msg: str) -> None:
         # The parser reports a refused head as a malformed request: its own

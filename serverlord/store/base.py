@@ -98,8 +98,9 @@ class Due:
     offline_from: float | None = None
     offline_until: float | None = None
     seen: float | None = None
-    """The deadline the sweeper timed on the monotonic clock: if the check
-    still has it, it has passed, even when a step back of the system clock put
+    """The deadline the sweeper timed on the monotonic clock (None when it was
+    asked to confirm the check, not timing a deadline): a stored deadline at
+    or before it has passed, even when a step back of the system clock put
     ``now`` behind it."""
 
 

@@ -66,8 +66,10 @@ def confirm_due(check: Check, item: Due, now: float) -> Confirmed | None:
 
 
 def _passed(at: float, item: Due, now: float) -> bool:
-    if at == item.seen:
-        # The very deadline the sweeper timed: its time has run out.
+    if item.seen is not None and at <= item.seen:
+        # No ping moved it past the deadline the sweeper timed on the
+        # monotonic clock: its time has run out, whatever steps the system
+        # clock took meanwhile.
         return True
     return clock.moved_on(at) <= now
 
