@@ -165,7 +165,10 @@ async def test_requests_anyone_can_send_do_not_fill_the_log(
     for protocol in ("websocket", "h2c", "websocket"):
         await exchange(guarded, upgrade.format(protocol).encode())
 
-    assert all(answer.startswith(b"HTTP/1.1 400 ") for answer, _ in answers)
+    for answer, _ in answers:
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert b"x-content-type-options: nosniff\r\n" in answer
+        assert answer.endswith(b"invalid HTTP request")
     uvicorn_lines = [
         record.getMessage()
         for record in caplog.records

@@ -9,7 +9,8 @@ its first byte, or from the connection when nothing comes) or whose body is
 not whole within ``BODY_TIMEOUT`` gets 408; the connection is closed after
 either. A client address may hold ``per_address`` connections at once; more
 are answered 429 and closed, so one client cannot take every connection the
-server accepts.
+server accepts. A request the parser cannot read gets 400. All these answers
+carry the security headers of every other answer.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 60.0
 
 _REASONS = {
+    400: b"Bad Request",
     408: b"Request Timeout",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
 }
 _TEXTS = {
+    400: b"invalid HTTP request",
     408: b"request timeout",
     429: b"too many connections from this address",
     431: b"request header fields too large",
@@ -200,9 +203,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         # The parser reports a refused head as a malformed request: its own
-        # answer went out already.
+        # answer went out already. Otherwise the answer carries the headers
+        # of every other one, which uvicorn's own 400 lacks.
         if not self._refused:
-            super().send_400_response(msg)
+            self._answer(400)
 
     def _count(self, size: int) -> None:
         self._head_size += size
