@@ -222,7 +222,7 @@ def test_bad_input_exits_2_with_a_precise_message(
     assert "Traceback" not in done.stderr
 
 
-def test_the_responder_answers_ok_and_says_when_its_port_is_taken() -> None:
+def test_the_responder_answers_ok_guards_its_port_and_is_no_serverlord() -> None:
     port = free_port()
     responder = subprocess.Popen(
         [sys.executable, "-m", "serverlord", "bench", "responder", "--port", str(port)],
@@ -238,6 +238,17 @@ def test_the_responder_answers_ok_and_says_when_its_port_is_taken() -> None:
                 assert time.monotonic() < deadline, "the responder never answered"
                 time.sleep(0.05)
         taken = bench("responder", "--port", str(port), timeout=30)
+        # A server that answers OK to anything is not taken for serverlord.
+        fooled = bench(
+            "setup",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--api-key",
+            "k",
+            "--checks",
+            "3",
+            timeout=60,
+        )
     finally:
         responder.terminate()
         responder.wait(10)
@@ -246,6 +257,9 @@ def test_the_responder_answers_ok_and_says_when_its_port_is_taken() -> None:
     assert f"cannot listen on 127.0.0.1:{port}" in taken.stderr
     assert "Traceback" not in taken.stderr
     assert responder.returncode == 0
+    assert fooled.returncode == 1
+    assert "is it serverlord?" in fooled.stderr
+    assert "Traceback" not in fooled.stderr
 
 
 @pytest.mark.parametrize(

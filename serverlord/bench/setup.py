@@ -76,6 +76,10 @@ async def over_api(url: str, key: str, checks: int, shown: bool) -> dict[str, An
                 raise CommandError(
                     f"{url} refused a check: {answer.status_code} {answer.text[:200]}"
                 )
+            if not all(_is_check(answer) for answer in answers):
+                raise CommandError(
+                    f"{url} answered a new check without one: is it serverlord?"
+                )
             progress.advance(len(chunk))
     seconds = time.monotonic() - began
     return {
@@ -84,6 +88,14 @@ async def over_api(url: str, key: str, checks: int, shown: bool) -> dict[str, An
         "checks_s": seconds,
         "checks_per_s": checks / seconds if checks else 0.0,
     }
+
+
+def _is_check(answer: Any) -> bool:
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "ping_url" in body
 
 
 def run(args: argparse.Namespace, target: Target | None) -> dict[str, Any]:
