@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ import hypothesis
 import pytest
 import uvicorn
 
+from serverlord import clock
 from serverlord.config import Settings
 from serverlord.http.app import build_app, with_fast_pings
 from serverlord.http.ping_protocol import PingProtocol
@@ -167,3 +169,26 @@ async def mail() -> AsyncIterator[MailSink]:
     sink = await MailSink().start()
     yield sink
     await sink.close()
+
+
+@pytest.fixture
+def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Move this process's system clock (``time.time`` and ``time.time_ns``)
+    by so many seconds from now on, as an NTP step or ``date -s`` would; the
+    monotonic and boot clocks go on untouched.
+
+    The clock, and what serverlord's clock made of its steps, are put back
+    afterwards: the next test starts from the real time, with no step seen.
+    """
+    clock.observe()
+    for name in ("_moved", "_skipped", "_highest"):
+        monkeypatch.setattr(clock, name, getattr(clock, name))
+    real_time, real_time_ns = time.time, time.time_ns
+    offset = [0.0]
+    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(offset[0] * 1e9))
+
+    def move(seconds: float) -> None:
+        offset[0] += seconds
+
+    return move

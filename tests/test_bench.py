@@ -157,10 +157,10 @@ def test_memory_measures_an_empty_and_a_loaded_server() -> None:
     assert result["checks"] == 500
 
 
-def test_setup_and_ingest_load_a_running_server_through_its_api(
-    tmp_path: Path,
-) -> None:
-    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(tmp_path)}
+def running_server_with_a_user(data_dir: Path) -> tuple[Target, str]:
+    """A started server on ``data_dir`` with one user: the server and the
+    read-write API key of the user's project (stop the server after)."""
+    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(data_dir)}
     added = subprocess.run(
         [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
         capture_output=True,
@@ -170,18 +170,25 @@ def test_setup_and_ingest_load_a_running_server_through_its_api(
     )
     key = re.search(r"API key \(read-write\): (\S+)", added.stdout)
     assert key is not None, added.stdout
-    server = Target(tmp_path)
+    server = Target(data_dir)
     server.start()
+    return server, key[1]
+
+
+def test_setup_and_ingest_load_a_running_server_through_its_api(
+    tmp_path: Path,
+) -> None:
+    server, key = running_server_with_a_user(tmp_path)
     try:
         created = report(
-            "setup", "--url", server.url, "--api-key", key[1], "--checks", "40"
+            "setup", "--url", server.url, "--api-key", key, "--checks", "40"
         )
         loaded = report(
             "ingest",
             "--url",
             server.url,
             "--api-key",
-            key[1],
+            key,
             "--seconds",
             "1",
             "--connections",
@@ -291,21 +298,10 @@ def test_setup_waits_out_the_api_rate_limit_of_a_running_server(
 ) -> None:
     # 30 requests at once, then one every two seconds.
     monkeypatch.setenv("SERVERLORD_API_RATE_LIMIT", "30")
-    env = {**clean_env(), "SERVERLORD_DATA_DIR": str(tmp_path)}
-    added = subprocess.run(
-        [sys.executable, "-m", "serverlord", "user", "add", "bench@example.com"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    key = re.search(r"API key \(read-write\): (\S+)", added.stdout)
-    assert key is not None, added.stdout
-    server = Target(tmp_path)
-    server.start()
+    server, key = running_server_with_a_user(tmp_path)
     try:
         created = report(
-            "setup", "--url", server.url, "--api-key", key[1], "--checks", "34"
+            "setup", "--url", server.url, "--api-key", key, "--checks", "34"
         )
     finally:
         server.stop()

@@ -23,26 +23,6 @@ from serverlord.store.base import Due
 HOUR = 3600.0
 
 
-@pytest.fixture
-def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Move this process's system clock by so many seconds from now on.
-
-    The clock, and what serverlord's clock made of its steps, are put back
-    afterwards: the next test starts from the real time, with no step seen.
-    """
-    clock.observe()
-    for name in ("_moved", "_skipped", "_highest"):
-        monkeypatch.setattr(clock, name, getattr(clock, name))
-    real_time = time.time
-    offset = [0.0]
-    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
-
-    def move(seconds: float) -> None:
-        offset[0] += seconds
-
-    return move
-
-
 def test_it_tells_the_system_time() -> None:
     assert abs(clock.now() - time.time()) < 0.01
 

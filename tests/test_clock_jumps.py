@@ -17,7 +17,6 @@ from collections.abc import Callable
 
 import pytest
 
-from serverlord import clock
 from serverlord.checks import DOWN, UP, Check
 from serverlord.schedules import Schedule
 from tests.conftest import Live
@@ -26,27 +25,6 @@ HOUR = 3600.0
 PERIOD = 2.0
 GRACE = 1.0
 JUMPS = [pytest.param(HOUR, id="forward"), pytest.param(-HOUR, id="back")]
-
-
-@pytest.fixture
-def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Move this process's wall clock by so many seconds from now on.
-
-    The clock, and what serverlord's clock made of its steps, are put back
-    afterwards: the next test starts from the real time, with no step seen.
-    """
-    clock.observe()
-    for name in ("_moved", "_skipped", "_highest"):
-        monkeypatch.setattr(clock, name, getattr(clock, name))
-    real_time, real_time_ns = time.time, time.time_ns
-    offset = [0.0]
-    monkeypatch.setattr(time, "time", lambda: real_time() + offset[0])
-    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + int(offset[0] * 1e9))
-
-    def move(seconds: float) -> None:
-        offset[0] += seconds
-
-    return move
 
 
 async def short_check(live: Live) -> Check:
