@@ -192,3 +192,17 @@ def jump(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
         offset[0] += seconds
 
     return move
+
+
+def quick_notify_settings(data_dir: Path, database_url: str) -> Settings:
+    """Settings for notifier tests: quick retries, and a roomy timeout so that
+    a slow box never times out a send."""
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        shards=4,
+        notify_timeout=5.0,
+        notify_retry_base=0.05,
+        notify_retry_max=0.2,
+        notify_retry_for=60.0,
+    )

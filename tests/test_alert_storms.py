@@ -27,6 +27,7 @@ from serverlord.notifier import CHANNEL_SLOTS, Notifier
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
 from serverlord.store import Store, open_store
+from tests.conftest import quick_notify_settings
 from tests.database import fetch, url_of
 from tests.receivers import HANG, MailSink, Post, WebhookReceiver
 
@@ -42,16 +43,7 @@ QUIET = 0.6
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    # Quick retries; a roomy timeout so that a slow box never times out a send.
-    return Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        shards=4,
-        notify_timeout=5.0,
-        notify_retry_base=0.05,
-        notify_retry_max=0.2,
-        notify_retry_for=60.0,
-    )
+    return quick_notify_settings(tmp_path, database_url)
 
 
 @pytest.fixture

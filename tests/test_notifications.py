@@ -23,7 +23,7 @@ from serverlord.checks import DOWN, NEW, PAUSED, UP, Check, Flip
 from serverlord.config import Settings
 from serverlord.schedules import Schedule
 from serverlord.store import Store
-from tests.conftest import Live
+from tests.conftest import Live, quick_notify_settings
 from tests.database import fetch, url_of
 from tests.receivers import (
     CLOSE,
@@ -48,16 +48,7 @@ LAG = 1.0
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    # Quick retries; a roomy timeout so that a slow box never times out a send.
-    return Settings(
-        data_dir=tmp_path,
-        database_url=database_url,
-        shards=4,
-        notify_timeout=5.0,
-        notify_retry_base=0.05,
-        notify_retry_max=0.2,
-        notify_retry_for=60.0,
-    )
+    return quick_notify_settings(tmp_path, database_url)
 
 
 # Helpers.
