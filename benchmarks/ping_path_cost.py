@@ -31,6 +31,7 @@ from serverlord.http.ping import PingService
 from serverlord.pings import Ping
 from serverlord.store import sqlite as sqlite_store
 from serverlord.store.sqlite_pings import PingWrite, record_ping_run
+from serverlord.store.sqlite_reads import CheckCache
 
 ROUNDS, CALLS, BATCHES, BATCH = 5, 20_000, 200, 64
 
@@ -85,6 +86,7 @@ async def make_checks(path: Path) -> list[str]:
 
 def writer_cost(path: Path, ids: list[str], together: bool) -> tuple[float, float]:
     conn = sqlite_store.connect(path)
+    cache = CheckCache()
     rng = random.Random(2)
     statements, commits = [], []
     for _ in range(BATCHES):
@@ -96,7 +98,7 @@ def writer_cost(path: Path, ids: list[str], together: bool) -> tuple[float, floa
         conn.execute("BEGIN IMMEDIATE")
         if together:
             run: list[tuple[Any, Any]] = [(PingWrite(ping), None) for ping in pings]
-            record_ping_run(conn, run)
+            record_ping_run(conn, run, cache)
         else:
             for ping in pings:
                 PingWrite(ping)(conn)

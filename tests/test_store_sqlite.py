@@ -5,13 +5,23 @@ The store contract both backends pass is in ``test_store_contract.py``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import sqlite3
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from serverlord.checks import Check
 from serverlord.config import Settings
+from serverlord.pings import Ping
+from serverlord.schedules import Schedule
 from serverlord.store import StoreUnavailableError, open_store
-from serverlord.store.sqlite import SqliteStore
+from serverlord.store.sqlite import SqliteStore, connect
+from serverlord.store.sqlite_reads import CheckCache
 
 
 @pytest.fixture
@@ -65,3 +75,131 @@ async def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> N
     assert modes["data"] == 0o700
     assert modes["serverlord.sqlite3"] == 0o600
     assert modes["serverlord.sqlite3-wal"] == 0o600
+
+
+# The writer's cache of checks: a check pinged often is not built from its row
+# on every ping, but a row changed by anyone is read again.
+
+
+async def _stored_check(path: Path, name: str = "backup") -> Check:
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        check = Check(
+            str(uuid.uuid4()), name, Schedule.simple(60), 30.0, created=time.time()
+        )
+        await store.add_check(check)
+    finally:
+        await store.close()
+    return check
+
+
+async def test_a_cached_check_is_read_again_once_another_process_changed_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "serverlord.sqlite3"
+    check = await _stored_check(path)
+    conn, cache = connect(path), CheckCache()
+    try:
+        first = cache.read(conn, [check.id])[check.id]
+        assert cache.read(conn, [check.id])[check.id] is first
+
+        # Another process (the CLI) renames it.
+        other = SqliteStore(path)
+        await other.open()
+        try:
+            first.name = "what the cache holds"
+            renamed = dataclasses.replace(check, name="renamed")
+            await other.update_check(renamed)
+        finally:
+            await other.close()
+
+        again = cache.read(conn, [check.id])[check.id]
+    finally:
+        conn.close()
+
+    assert again is not first
+    assert again.name == "renamed"
+
+
+async def test_a_check_deleted_and_made_again_with_its_id_is_read_again(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "serverlord.sqlite3"
+    check = await _stored_check(path)
+    conn, cache = connect(path), CheckCache()
+    try:
+        assert cache.read(conn, [check.id])[check.id].name == "backup"
+        conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+        assert cache.read(conn, [check.id]) == {}
+        # The same id and version, made again by another process later.
+        remade = dataclasses.replace(check, name="remade", created=time.time() + 1)
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            await store.add_check(remade)
+        finally:
+            await store.close()
+
+        assert cache.read(conn, [check.id])[check.id].name == "remade"
+    finally:
+        conn.close()
+
+
+async def test_the_cache_keeps_at_most_its_size_and_sweeps_add_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "serverlord.sqlite3"
+    ids = [(await _stored_check(path, f"c{i}")).id for i in range(3)]
+    conn, cache = connect(path), CheckCache(size=2)
+    try:
+        swept = cache.read(conn, ids[:1], keep=False)[ids[0]]
+        assert cache.read(conn, ids[:1])[ids[0]] is not swept
+
+        kept = cache.read(conn, ids)
+        again = cache.read(conn, ids)
+    finally:
+        conn.close()
+
+    assert [again[i] is kept[i] for i in ids].count(True) == 2
+
+
+async def _pings_in_one_batch(store: SqliteStore, check: Check, count: int) -> None:
+    # The writer waits on the first operation while the pings queue up
+    # behind it: they are then written together, through the cache.
+    queued = threading.Event()
+    first = asyncio.ensure_future(store._write(lambda conn: queued.wait(10)))
+    tasks = [
+        asyncio.ensure_future(store.record_ping(Ping(check.id, time.time(), "success")))
+        for _ in range(count)
+    ]
+    await asyncio.sleep(0.05)
+    queued.set()
+    await asyncio.gather(first, *tasks)
+
+
+async def test_the_writer_forgets_its_cached_checks_when_a_batch_is_undone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "serverlord.sqlite3"
+    check = await _stored_check(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert store._writer is not None
+        cache = store._writer.checks
+        await _pings_in_one_batch(store, check, 3)
+
+        def broken(conn: sqlite3.Connection) -> None:
+            # Changes a cached check in place, as an operation would, then fails.
+            cache.read(conn, [check.id])[check.id].n_pings = 1000
+            raise RuntimeError("a bug in an operation")
+
+        with pytest.raises(RuntimeError):
+            await store._write(broken)
+        await _pings_in_one_batch(store, check, 2)
+        stored = await store.get_check(check.id)
+    finally:
+        await store.close()
+
+    assert stored.n_pings == 5

@@ -258,7 +258,8 @@ class SqliteStore(SqliteProjects):
         return await self._write(PingWrite(ping))
 
     async def sweep(self, due: list[Due], now: float) -> list[SweepOutcome]:
-        return await self._write(lambda conn: sqlite_sweep.sweep(conn, due, now))
+        cache = self._running_writer().checks
+        return await self._write(lambda conn: sqlite_sweep.sweep(conn, due, now, cache))
 
     async def add_check(self, check: Check) -> None:
         await self._write(guarded(lambda conn: _add_check(conn, check)))
@@ -416,10 +417,13 @@ class SqliteStore(SqliteProjects):
     # Plumbing.
 
     async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self._running_writer().submit(op)
+        return result
+
+    def _running_writer(self) -> Writer:
         if self._writer is None:
             raise StoreUnavailableError("the store is closed")
-        result: T = await self._writer.submit(op)
-        return result
+        return self._writer
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

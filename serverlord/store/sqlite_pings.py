@@ -20,7 +20,7 @@ from serverlord.store.rows import (
     ping_to_params,
     state_params,
 )
-from serverlord.store.sqlite_reads import read_checks
+from serverlord.store.sqlite_reads import CheckCache
 
 Q = load_queries("sqlite")
 
@@ -83,7 +83,7 @@ def ping_run_length(batch: list[tuple[Any, Any]], start: int) -> int:
 
 
 def record_ping_run(
-    conn: sqlite3.Connection, run: list[tuple[Any, Any]]
+    conn: sqlite3.Connection, run: list[tuple[Any, Any]], cache: CheckCache
 ) -> list[tuple[Any, Any, BaseException | None]]:
     """Record pings that follow each other in a batch with a few statements.
 
@@ -92,10 +92,11 @@ def record_ping_run(
     as they would one by one; each check's final state is written once and
     the ping rows with one statement. The result is what ``record_ping``
     gives for each in turn (but a check's version, raised once), for about
-    a sixth less of the writer's time per ping.
+    a sixth less of the writer's time per ping. Checks come from the
+    writer's cache when their row has not changed since.
     """
     pings: list[Ping] = [op.ping for op, _ in run]
-    checks = read_checks(conn, list(dict.fromkeys(p.check_id for p in pings)))
+    checks = cache.read(conn, list(dict.fromkeys(p.check_id for p in pings)))
     states: dict[str, tuple[Any, ...]] = {}
     rows: list[tuple[Any, ...]] = []
     prunes: list[tuple[str, int]] = []
@@ -125,6 +126,8 @@ def record_ping_run(
     if saved != len(states):
         # Nothing else writes between the read above and this update.
         raise ConflictError(f"{len(states) - saved} checks changed under a ping")
+    for check_id in states:
+        checks[check_id].version += 1
     conn.executemany(Q["insert_ping"], rows)
     conn.executemany(Q["prune_pings"], prunes)
     return outcomes

@@ -21,7 +21,7 @@ from serverlord.store import writes
 from serverlord.store.base import Due, SweepOutcome
 from serverlord.store.queries import load_queries
 from serverlord.store.rows import flip_to_params, state_params
-from serverlord.store.sqlite_reads import read_checks
+from serverlord.store.sqlite_reads import CheckCache
 
 Q = load_queries("sqlite")
 
@@ -46,9 +46,13 @@ class _Confirmed:
     owed: _Owed | None = None
 
 
-def sweep(conn: sqlite3.Connection, due: list[Due], now: float) -> list[SweepOutcome]:
+def sweep(
+    conn: sqlite3.Connection, due: list[Due], now: float, cache: CheckCache
+) -> list[SweepOutcome]:
     """Confirm due checks: flip those whose deadline really passed."""
-    checks = read_checks(conn, [item.check_id for item in due])
+    # Checks that fell silent are seldom read again soon: only those the
+    # cache holds already are taken from it.
+    checks = cache.read(conn, [item.check_id for item in due], keep=False)
     saved: dict[str, Check] = {}
     confirmed = []
     for item in due:

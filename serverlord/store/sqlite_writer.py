@@ -24,6 +24,7 @@ from serverlord.store.base import (
     StoreUnavailableError,
 )
 from serverlord.store.sqlite_pings import ping_run_length, record_ping_run
+from serverlord.store.sqlite_reads import CheckCache
 from serverlord.trouble import Trouble
 
 log = logging.getLogger("serverlord.store.sqlite")
@@ -43,6 +44,8 @@ class Writer(threading.Thread):
             queue.SimpleQueue()
         )
         self.observer: CommitObserver | None = None
+        self.checks = CheckCache()
+        """Checks of recent pings; forgotten with every transaction undone."""
         self.trouble = Trouble(log, "sqlite store refuses writes", "store_write_failed")
 
     def submit(self, op: Operation) -> asyncio.Future[Any]:
@@ -89,7 +92,7 @@ class Writer(threading.Thread):
                 if pings > 1:
                     try:
                         outcomes += record_ping_run(
-                            self.conn, batch[index : index + pings]
+                            self.conn, batch[index : index + pings], self.checks
                         )
                     except sqlite3.Error:
                         raise
@@ -126,6 +129,8 @@ class Writer(threading.Thread):
         resolve_all(outcomes)
 
     def _roll_back(self) -> None:
+        # The operations undone may have changed cached checks in place.
+        self.checks.forget()
         # SQLite may have rolled back already (a full disk does); a failing
         # ROLLBACK must not end the thread every ping waits on.
         if self.conn.in_transaction:
@@ -148,7 +153,7 @@ class Writer(threading.Thread):
             exc,
             extra={"action": "store_ping_run_failed"},
         )
-        self.conn.execute("ROLLBACK")
+        self._roll_back()
         self._commit(batch, together=False)
 
     def _drop_and_retry(
@@ -162,7 +167,7 @@ class Writer(threading.Thread):
             exc_info=exc,
             extra={"action": "store_bug"},
         )
-        self.conn.execute("ROLLBACK")
+        self._roll_back()
         resolve_all([(batch[index][1], None, exc)])
         rest = batch[:index] + batch[index + 1 :]
         if rest:

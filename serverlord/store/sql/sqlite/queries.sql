@@ -4,6 +4,10 @@ SELECT * FROM checks WHERE id = ?;
 -- name: get_checks
 SELECT * FROM checks WHERE id IN (SELECT value FROM json_each(?));
 
+-- name: check_versions
+SELECT id, version, created FROM checks
+WHERE id IN (SELECT value FROM json_each(?));
+
 -- name: list_checks
 SELECT * FROM checks ORDER BY created, id;
 
