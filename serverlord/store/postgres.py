@@ -59,6 +59,7 @@ from serverlord.store.queries import Migration, load_migrations
 from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
+    checks_from_rows,
     flip_from_row,
     ping_from_row,
 )
@@ -634,7 +635,7 @@ class PostgresStore(PostgresProjects):
         return None if row is None else check_from_row(row)
 
     async def list_checks(self) -> list[Check]:
-        return [check_from_row(row) for row in await self._fetch(Q["list_checks"])]
+        return checks_from_rows(await self._fetch(Q["list_checks"]))
 
     async def count_checks(self) -> int:
         return int(await self._fetchval(Q["count_checks"]))

@@ -25,7 +25,7 @@ from serverlord.store.projects import (
 from serverlord.store.queries import load_queries
 from serverlord.store.rows import (
     channel_from_row,
-    check_from_row,
+    checks_from_rows,
     flip_from_row,
     ping_from_row,
 )
@@ -104,11 +104,11 @@ class PostgresProjects:
 
     async def project_checks(self, project_id: str) -> list[Check]:
         rows = await self._fetch(Q["project_checks"], project_id)
-        return [check_from_row(row) for row in rows]
+        return checks_from_rows(rows)
 
     async def checks_by_slug(self, project_id: str, slug: str) -> list[Check]:
         rows = await self._fetch(Q["checks_by_slug"], project_id, slug)
-        return [check_from_row(row) for row in rows]
+        return checks_from_rows(rows)
 
     async def project_channels(self, project_id: str) -> list[Channel]:
         rows = await self._fetch(Q["project_channels"], project_id)

@@ -28,8 +28,8 @@ from serverlord.store.base import (
 )
 from serverlord.store.queries import load_queries
 from serverlord.store.rows import (
-    check_from_row,
     check_to_row,
+    checks_from_rows,
     delivery_from_row,
     flip_to_params,
     ping_to_params,
@@ -197,7 +197,7 @@ async def _lock_checks(conn: Connection, check_ids: list[str]) -> dict[str, Chec
     if not wanted:
         return {}
     rows = await conn.fetch(Q["lock_checks"], list(wanted.values()), list(wanted))
-    return {row["id"]: check_from_row(row) for row in rows}
+    return {check.id: check for check in checks_from_rows(rows)}
 
 
 async def _save_states(conn: Connection, checks: list[Check]) -> None:

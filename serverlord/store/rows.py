@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any, Protocol
 
 from serverlord.channels import Channel, Delivery
@@ -11,49 +14,66 @@ from serverlord.schedules import Schedule
 
 
 class Row(Protocol):
-    """A database row read by column name (sqlite3.Row, asyncpg.Record)."""
+    """A database row read by column name or position (sqlite3.Row,
+    asyncpg.Record)."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+    def keys(self) -> Any: ...
+
+
+class CheckReader:
+    """Builds checks from the rows of a query, field by field by position.
+
+    Looking each of a check's thirty columns up by name cost more than the
+    rest of reading it; the positions are found once per set of columns. The
+    fields come from ``Check`` itself: each is the column of its name, but
+    the schedule, which is built from four.
+    """
+
+    SCHEDULE = ("kind", "timeout", "schedule", "tz")
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        at = {name: i for i, name in enumerate(columns)}
+        names = [field.name for field in dataclasses.fields(Check)]
+        self._schedule_at = names.index("schedule")
+        self._manual_at = names.index("manual_resume")
+        del names[self._schedule_at]
+        self._schedule = itemgetter(*(at[name] for name in self.SCHEDULE))
+        self._fields = itemgetter(*(at[name] for name in names))
+
+    def __call__(self, row: Sequence[Any] | Row) -> Check:
+        values = list(self._fields(row))
+        # Stored schedules were validated when they were saved: build them
+        # directly instead of parsing them again on every ping.
+        values.insert(self._schedule_at, Schedule(*self._schedule(row)))
+        values[self._manual_at] = bool(values[self._manual_at])
+        return Check(*values)
+
+
+_readers: dict[tuple[str, ...], CheckReader] = {}
+
+
+def check_reader(columns: Sequence[str]) -> CheckReader:
+    """The reader of rows with these columns (one per query, kept)."""
+    key = tuple(columns)
+    reader = _readers.get(key)
+    if reader is None:
+        reader = _readers[key] = CheckReader(key)
+    return reader
 
 
 def check_from_row(row: Row) -> Check:
-    # Stored schedules were validated when they were saved: build them directly
-    # instead of parsing them again on every ping.
-    schedule = Schedule(
-        kind=row["kind"],
-        timeout=row["timeout"],
-        expression=row["schedule"],
-        tz=row["tz"],
-    )
-    return Check(
-        id=row["id"],
-        name=row["name"],
-        schedule=schedule,
-        grace=row["grace"],
-        slug=row["slug"],
-        tags=row["tags"],
-        desc=row["desc"],
-        max_runtime=row["max_runtime"],
-        manual_resume=bool(row["manual_resume"]),
-        status=row["status"],
-        n_pings=row["n_pings"],
-        last_ping=row["last_ping"],
-        last_start=row["last_start"],
-        last_start_rid=row["last_start_rid"],
-        last_duration=row["last_duration"],
-        created=row["created"],
-        version=row["version"],
-        failure_threshold=row["failure_threshold"],
-        recovery_threshold=row["recovery_threshold"],
-        reminder_every=row["reminder_every"],
-        fail_streak=row["fail_streak"],
-        ok_streak=row["ok_streak"],
-        missed=row["missed"],
-        down_since=row["down_since"],
-        next_reminder=row["next_reminder"],
-        shard=row["shard"],
-        project=row["project"],
-    )
+    return check_reader(row.keys())(row)
+
+
+def checks_from_rows(rows: Sequence[Row]) -> list[Check]:
+    if not rows:
+        return []
+    read = check_reader(rows[0].keys())
+    return [read(row) for row in rows]
 
 
 def check_to_row(check: Check) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from serverlord.store.rows import (
     channel_from_row,
     check_from_row,
     check_to_row,
+    checks_from_rows,
     delivery_from_row,
     flip_from_row,
     ping_from_row,
@@ -366,7 +367,7 @@ class SqliteStore(SqliteProjects):
 
     async def list_checks(self) -> list[Check]:
         rows = await self._query(Q["list_checks"], ())
-        return [check_from_row(row) for row in rows]
+        return checks_from_rows(rows)
 
     async def count_checks(self) -> int:
         row = await self._query_one(Q["count_checks"], ())
