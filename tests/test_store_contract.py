@@ -34,7 +34,7 @@ from serverlord.config import Settings
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
 from serverlord.store import CheckNotFoundError, ConflictError, Store, open_store
-from serverlord.store.base import PINGS_KEPT, Due
+from serverlord.store.base import PINGS_KEPT, ChannelNotFoundError, Due
 from serverlord.store.sqlite import SqliteStore
 from serverlord.store.writes import PRUNE_EVERY
 from tests.database import fetch, is_postgres, url_of
@@ -532,6 +532,39 @@ async def test_adding_a_check_twice_is_a_conflict_that_spares_its_batch(
     assert not isinstance(results[1], BaseException)
     stored = await store.get_check(other.id)
     assert stored is not None and stored.n_pings == 1
+
+
+async def test_many_checks_are_added_at_once_with_their_channels_and_changes(
+    store: Store,
+) -> None:
+    channels = [await a_channel(store, "ops"), await a_channel(store, "dev")]
+    cursor = await store.last_change()
+    checks = [new_check() for _ in range(50)]
+
+    await store.add_checks(checks, [channels[0].id, channels[1].id, channels[0].id])
+
+    stored = {check.id: check for check in await store.list_checks()}
+    assert all(stored[check.id] == check for check in checks)
+    for check in checks[:3]:
+        assert sorted(await store.check_channels(check.id)) == sorted(
+            c.id for c in channels
+        )
+    _, changed = await store.changes_since(cursor)
+    assert changed == [check.id for check in checks]
+
+
+async def test_adding_many_checks_is_all_or_nothing(store: Store) -> None:
+    channel = await a_channel(store)
+    existing = new_check()
+    await store.add_check(existing)
+    before = await store.count_checks()
+
+    with pytest.raises(ConflictError):
+        await store.add_checks([new_check(), existing, new_check()], [channel.id])
+    with pytest.raises(ChannelNotFoundError):
+        await store.add_checks([new_check()], [channel.id, str(uuid.uuid4())])
+
+    assert await store.count_checks() == before
 
 
 # The outbox

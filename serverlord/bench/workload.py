@@ -126,11 +126,7 @@ async def add_checks(
 
     async def flush() -> None:
         nonlocal written
-        await asyncio.gather(*(store.add_check(c) for c in batch))
-        if channels:
-            await asyncio.gather(
-                *(store.set_check_channels(c.id, channels) for c in batch)
-            )
+        await store.add_checks(batch, channels or [])
         written += len(batch)
         progress.advance(len(batch))
         batch.clear()

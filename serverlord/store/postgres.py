@@ -40,7 +40,7 @@ from serverlord.store.postgres_projects import PostgresProjects
 from serverlord.store.postgres_writes import (
     LOCK_SPACE,
     Q,
-    add_check,
+    add_checks,
     claim,
     delete_channel,
     delete_check,
@@ -548,7 +548,10 @@ class PostgresStore(PostgresProjects):
         return await self._write(lambda conn: sweep(conn, due, now))
 
     async def add_check(self, check: Check) -> None:
-        await self._write(lambda conn: add_check(conn, check))
+        await self.add_checks([check], [])
+
+    async def add_checks(self, checks: list[Check], channel_ids: list[str]) -> None:
+        await self._write(lambda conn: add_checks(conn, checks, channel_ids))
 
     async def update_check(self, check: Check) -> None:
         await self._write(lambda conn: update_check(conn, check))

@@ -360,24 +360,38 @@ async def sweep(conn: Connection, due: list[Due], now: float) -> list[SweepOutco
 
 
 async def _insert_change(conn: Connection, check: Check | str) -> None:
+    await _insert_changes(conn, [check if isinstance(check, str) else check.id])
+
+
+async def _insert_changes(conn: Connection, check_ids: list[str]) -> None:
     # Ids of the change feed come from a sequence, and a reader that saw id 6
     # must never find a 5 committed later: the lock makes writers of changes
     # commit in the order of their ids.
-    check_id = check if isinstance(check, str) else check.id
     await conn.execute(Q["lock"], LOCK_SPACE, CHANGES_LOCK)
-    await conn.execute(Q["insert_change"], shard_of(check_id), check_id)
+    changes = [(shard_of(check_id), check_id) for check_id in check_ids]
+    await conn.executemany(Q["insert_change"], changes)
     await conn.execute(Q["notify"], [CHANGES_CHANNEL], [""])
 
 
-async def add_check(conn: Connection, check: Check) -> None:
-    row = check_to_row(check)
-    row["manual_resume"] = check.manual_resume
+async def add_checks(
+    conn: Connection, checks: list[Check], channel_ids: list[str]
+) -> None:
+    await _require_channels(conn, channel_ids)
+    rows = []
+    for check in checks:
+        row = check_to_row(check)
+        row["manual_resume"] = check.manual_resume
+        rows.append([row[column] for column in _CHECK_COLUMNS])
     try:
         async with conn.transaction():
-            await conn.execute(Q["insert_check"], *(row[c] for c in _CHECK_COLUMNS))
+            await conn.executemany(Q["insert_check"], rows)
     except asyncpg.UniqueViolationError as exc:
         raise ConflictError(str(exc)) from exc
-    await _insert_change(conn, check)
+    await _insert_changes(conn, [check.id for check in checks])
+    wanted = list(dict.fromkeys(channel_ids))
+    if wanted:
+        links = [(check.shard, check.id, wanted) for check in checks]
+        await conn.executemany(Q["link_channels"], links)
 
 
 async def update_check(conn: Connection, check: Check) -> None:

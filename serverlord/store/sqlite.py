@@ -263,7 +263,10 @@ class SqliteStore(SqliteProjects):
         return await self._write(lambda conn: sqlite_sweep.sweep(conn, due, now, cache))
 
     async def add_check(self, check: Check) -> None:
-        await self._write(guarded(lambda conn: _add_check(conn, check)))
+        await self.add_checks([check], [])
+
+    async def add_checks(self, checks: list[Check], channel_ids: list[str]) -> None:
+        await self._write(guarded(lambda conn: _add_checks(conn, checks, channel_ids)))
 
     async def update_check(self, check: Check) -> None:
         await self._write(guarded(lambda conn: _update_check(conn, check)))
@@ -448,9 +451,15 @@ class SqliteStore(SqliteProjects):
 # The operations below run on the writer thread inside the batch's transaction.
 
 
-def _add_check(conn: sqlite3.Connection, check: Check) -> None:
-    conn.execute(Q["insert_check"], check_to_row(check))
-    conn.execute(Q["insert_change"], (check.id,))
+def _add_checks(
+    conn: sqlite3.Connection, checks: list[Check], channel_ids: list[str]
+) -> None:
+    _require_channels(conn, channel_ids)
+    conn.executemany(Q["insert_check"], map(check_to_row, checks))
+    conn.executemany(Q["insert_change"], [(check.id,) for check in checks])
+    wanted = list(dict.fromkeys(channel_ids))
+    links = [(check.id, check.shard, channel) for check in checks for channel in wanted]
+    conn.executemany(Q["link_channel"], links)
 
 
 def _update_check(conn: sqlite3.Connection, check: Check) -> None:
@@ -486,11 +495,15 @@ def _delete_channel(conn: sqlite3.Connection, channel_id: str) -> None:
         raise ChannelNotFoundError(channel_id)
 
 
-def _link(conn: sqlite3.Connection, check_id: str, channel_ids: list[str]) -> None:
-    check = load_check(conn, check_id)
+def _require_channels(conn: sqlite3.Connection, channel_ids: list[str]) -> None:
     for channel_id in channel_ids:
         if conn.execute(Q["get_channel"], (channel_id,)).fetchone() is None:
             raise ChannelNotFoundError(channel_id)
+
+
+def _link(conn: sqlite3.Connection, check_id: str, channel_ids: list[str]) -> None:
+    check = load_check(conn, check_id)
+    _require_channels(conn, channel_ids)
     conn.execute(Q["unlink_channels"], (check_id,))
     for channel_id in dict.fromkeys(channel_ids):
         conn.execute(Q["link_channel"], (check_id, check.shard, channel_id))
@@ -500,9 +513,7 @@ def _insert_deliveries(
     conn: sqlite3.Connection, deliveries: list[Delivery]
 ) -> list[int]:
     ids = []
-    for item in deliveries:
-        if conn.execute(Q["get_channel"], (item.channel_id,)).fetchone() is None:
-            raise ChannelNotFoundError(item.channel_id)
+    _require_channels(conn, [item.channel_id for item in deliveries])
     for item in deliveries:
         row = conn.execute(
             Q["insert_delivery"],
