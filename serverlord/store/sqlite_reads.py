@@ -23,7 +23,8 @@ def read_checks(conn: sqlite3.Connection, check_ids: list[str]) -> dict[str, Che
 
 
 CACHED_CHECKS = 20_000
-"""Checks the writer keeps between batches: about 30 MB at most."""
+"""Checks the writer keeps between batches: about 17 MB (840 bytes each, measured
+with tracemalloc for checks with a fixed period)."""
 
 
 class CheckCache:
