@@ -35,9 +35,9 @@ from serverlord.bench.wave import Receiver
 from serverlord.channels import DOWN_ALERT, AttemptResult, Channel, Delivery, Digests
 from serverlord.checks import Check
 from serverlord.config import Settings
-from serverlord.notifier import send_message
 from serverlord.pings import Ping
 from serverlord.schedules import Schedule
+from serverlord.sending import send_message
 from serverlord.store.sqlite import SqliteStore
 
 CONCURRENCY = 32

@@ -31,7 +31,8 @@ from serverlord.channels import (
     Digests,
 )
 from serverlord.config import Settings, settings_from
-from serverlord.notifier import CHANNEL_SLOTS, Notifier, retry_at, send_message
+from serverlord.notifier import CHANNEL_SLOTS, Notifier, retry_at
+from serverlord.sending import send_message
 from serverlord.store.base import Store, StoreUnavailableError
 
 # Apprise's e-mail plugin imports imghdr, deprecated since Python 3.11.
