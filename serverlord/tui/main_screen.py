@@ -24,7 +24,7 @@ from serverlord.tui.model import (
     matches,
     sort_key,
 )
-from serverlord.tui.table import COLUMNS, NameCell, cells, ticking_cells
+from serverlord.tui.table import COLUMNS, NameCell, cells, in_order, ticking_cells
 
 if TYPE_CHECKING:
     from serverlord.tui.app import ServerlordApp
@@ -127,7 +127,7 @@ class MainScreen(Screen[None]):
         for row in rows:
             shown = cells(row, now)
             self._shown[row.key] = {k: str(v) for k, v in shown.items()}
-            table.add_row(*shown.values(), key=row.key)
+            table.add_row(*in_order(shown), key=row.key)
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected))
         self.show_state()
@@ -140,7 +140,7 @@ class MainScreen(Screen[None]):
             return
         shown = cells(row, now)
         self._shown[row.key] = {k: str(v) for k, v in shown.items()}
-        self.table.add_row(*shown.values(), key=row.key)
+        self.table.add_row(*in_order(shown), key=row.key)
 
     def remove_row(self, key: str) -> None:
         self._pending.discard(key)

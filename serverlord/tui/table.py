@@ -20,14 +20,16 @@ from serverlord.tui.model import (
 COLUMNS = (
     ("status", "Status", 9),
     ("name", "Name", 26),
-    ("tags", "Tags", 14),
-    ("schedule", "Schedule", 28),
     ("last", "Last ping", 10),
     ("next", "Next due", 14),
     ("duration", "Duration", 8),
+    ("schedule", "Schedule", 28),
+    ("tags", "Tags", 14),
     ("recent", "Recent", 16),
     ("late", "Late", 8),
 )
+"""(key, label, width) of each column: what changes as pings come first, so
+that a terminal 80 columns wide shows it; the rest is a scroll away."""
 TICKING = ("status", "last", "next")
 """The columns that change with the clock alone."""
 
@@ -41,6 +43,7 @@ class NameCell(Text):
 
 
 def cells(row: CheckRow, now: float) -> dict[str, str | Text]:
+    """The cells of a row by column key (``in_order`` lines them up)."""
     return {
         "status": status_cell(row, now),
         "name": NameCell(row),
@@ -53,6 +56,10 @@ def cells(row: CheckRow, now: float) -> dict[str, str | Text]:
         "recent": Text(sparkline(row.durations), style="cyan"),
         "late": lateness(row.late),
     }
+
+
+def in_order(shown: dict[str, str | Text]) -> list[str | Text]:
+    return [shown[key] for key, _, _ in COLUMNS]
 
 
 def ticking_cells(row: CheckRow, now: float) -> dict[str, str | Text]:
