@@ -47,12 +47,12 @@ CLOCK_WATCH_EVERY = 0.2
 GRACEFUL_STOP = 10
 """Longest wait for requests in flight when stopping."""
 MAX_CONNECTIONS = 10_000
+"""Connections and requests served at once; more get 503 (the limit on open files
+must allow it)."""
 FLIPS_LOGGED_EACH = 20
 """Most flips of one sweep logged one line each at INFO; past that, one line
 sums them up and each flip goes to DEBUG: a wave of 100,000 checks must not
 write 100,000 lines."""
-"""Connections and requests served at once; more get 503 (the limit on open files
-must allow it)."""
 
 
 def log_flips(flips: list[Flip]) -> None:
