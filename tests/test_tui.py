@@ -189,6 +189,23 @@ async def test_the_table_fills_with_the_projects_checks(served: Served) -> None:
         assert "2 new" in header(app)
 
 
+async def test_an_80_column_terminal_shows_what_changes_as_pings_come(
+    served: Served,
+) -> None:
+    await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        shown, right = [], 0
+        for column in table(app).ordered_columns:
+            right += column.get_render_width(table(app))
+            if right <= table(app).scrollable_content_region.width:
+                shown.append(column.key.value)
+
+    assert shown == ["status", "name", "last", "next", "duration"]
+
+
 async def test_a_ping_shows_in_its_row_within_a_second(served: Served) -> None:
     check = await served.create(name="backup", timeout=3600)
 
