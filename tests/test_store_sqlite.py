@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -81,16 +82,23 @@ async def test_a_new_database_is_readable_by_its_owner_only(tmp_path: Path) -> N
 # on every ping, but a row changed by anyone is read again.
 
 
-async def _stored_check(path: Path, name: str = "backup") -> Check:
+async def _in_another_process(
+    path: Path, write: Callable[[SqliteStore], Awaitable[None]]
+) -> None:
+    """Write as another process (the CLI) does: with a store of its own."""
     store = SqliteStore(path)
     await store.open()
     try:
-        check = Check(
-            str(uuid.uuid4()), name, Schedule.simple(60), 30.0, created=time.time()
-        )
-        await store.add_check(check)
+        await write(store)
     finally:
         await store.close()
+
+
+async def _stored_check(path: Path, name: str = "backup") -> Check:
+    check = Check(
+        str(uuid.uuid4()), name, Schedule.simple(60), 30.0, created=time.time()
+    )
+    await _in_another_process(path, lambda store: store.add_check(check))
     return check
 
 
@@ -104,15 +112,9 @@ async def test_a_cached_check_is_read_again_once_another_process_changed_it(
         first = cache.read(conn, [check.id])[check.id]
         assert cache.read(conn, [check.id])[check.id] is first
 
-        # Another process (the CLI) renames it.
-        other = SqliteStore(path)
-        await other.open()
-        try:
-            first.name = "what the cache holds"
-            renamed = dataclasses.replace(check, name="renamed")
-            await other.update_check(renamed)
-        finally:
-            await other.close()
+        first.name = "what the cache holds"
+        renamed = dataclasses.replace(check, name="renamed")
+        await _in_another_process(path, lambda store: store.update_check(renamed))
 
         again = cache.read(conn, [check.id])[check.id]
     finally:
@@ -134,12 +136,7 @@ async def test_a_check_deleted_and_made_again_with_its_id_is_read_again(
         assert cache.read(conn, [check.id]) == {}
         # The same id and version, made again by another process later.
         remade = dataclasses.replace(check, name="remade", created=time.time() + 1)
-        store = SqliteStore(path)
-        await store.open()
-        try:
-            await store.add_check(remade)
-        finally:
-            await store.close()
+        await _in_another_process(path, lambda store: store.add_check(remade))
 
         assert cache.read(conn, [check.id])[check.id].name == "remade"
     finally:
