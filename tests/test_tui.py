@@ -494,6 +494,25 @@ async def test_a_stopped_server_shows_a_banner_then_reconnects(served: Served) -
         await until(pilot, lambda: cell(app, check["uuid"], "status") == " up ")
 
 
+async def test_news_arriving_while_the_app_closes_is_dropped_quietly(
+    served: Served,
+) -> None:
+    check = await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        # Closing takes the screen's widgets down first: the header's figures
+        # or a ping may still come in between.
+        await app.main.query_one("#summary").remove()
+        await served.client.get(check["ping_url"])
+        app.main.show_state()
+        app.main.tick()
+        await pilot.pause(0.5)
+
+    assert app.crash is None
+
+
 async def test_a_down_check_whose_next_run_fails_stays_down(served: Served) -> None:
     check = await served.create(name="backup", timeout=3600)
     ping_url = check["ping_url"]

@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static
 
 from serverlord.tui.client import ClientError, WrongKey
@@ -72,11 +73,12 @@ class MainScreen(Screen[None]):
         self._shown: dict[str, dict[str, str]] = {}
         """The text of each cell on screen, to redraw only those that change."""
         self._filter_timer: Timer | None = None
-        self._ready = False
+        self._mounted = False
+        """Whether the table has its columns."""
+        self._parts: tuple[Widget, ...] = ()
         self._pending: set[str] = set()
         """Rows that changed while out of view."""
         self._state_timer: Timer | None = None
-        """Whether the table has its columns."""
 
     @property
     def lord(self) -> ServerlordApp:
@@ -96,15 +98,21 @@ class MainScreen(Screen[None]):
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         table.focus()
-        self._ready = True
+        self._parts = (self.query_one("#summary"), self.query_one("#banner"), table)
+        self._mounted = True
         self.set_interval(1.0, self.tick)
         self.watch(table, "scroll_y", self.on_scroll, init=False)
         # The checks may have come before the screen was ready for them.
         self.rebuild()
 
     def on_unmount(self) -> None:
-        # Events may still come while the app closes: they find no table.
-        self._ready = False
+        self._mounted = False
+
+    @property
+    def _ready(self) -> bool:
+        # Events and the header's figures may still come while the app
+        # closes, whose widgets go before the screen: they find nothing to do.
+        return self._mounted and all(part.is_attached for part in self._parts)
 
     @property
     def table(self) -> DataTable[Any]:
@@ -193,6 +201,8 @@ class MainScreen(Screen[None]):
         self.show_state()
 
     def _refresh_view(self) -> None:
+        if not self._ready:
+            return
         table = self.table
         now = self.lord.clock()
         first = int(table.scroll_y)
