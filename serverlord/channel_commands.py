@@ -51,7 +51,7 @@ def add_channel_commands(commands: Any, common: Callable[..., None]) -> None:
 
 
 def channel_ids(text: str) -> list[str]:
-    """Channel ids from ``ID,ID``; each must be a uuid."""
+    """Channel ids from ``ID,ID``, each once; each must be a uuid."""
     ids = []
     for part in text.split(","):
         part = part.strip()
@@ -61,7 +61,7 @@ def channel_ids(text: str) -> list[str]:
             ids.append(str(uuid.UUID(part)))
         except ValueError as exc:
             raise UsageError(f"channel: {part!r} is not a channel id") from exc
-    return ids
+    return list(dict.fromkeys(ids))
 
 
 async def _add(args: argparse.Namespace, settings: Any, store: Any) -> int:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import re
 import socket
-import sqlite3
 import sys
 import time
 import uuid
@@ -299,20 +298,11 @@ Handler = Callable[[argparse.Namespace, Settings, Any], Awaitable[int]]
 
 
 def _with_store(args: argparse.Namespace, settings: Settings, handler: Handler) -> int:
-    from serverlord.store import DatabaseUrlError, StoreError, open_store
+    from serverlord.store import StoreError, open_for_command, open_store
 
     async def run() -> int:
         store = open_store(settings)
-        try:
-            await store.open()
-        except DatabaseUrlError as exc:
-            await store.close()
-            raise UsageError(f"the database URL is not valid: {exc}") from exc
-        except (OSError, sqlite3.Error, StoreError) as exc:
-            await store.close()
-            raise CommandError(
-                f"cannot open the store {store.description}: {exc}"
-            ) from exc
+        await open_for_command(store)
         try:
             return await handler(args, settings, store)
         except StoreError as exc:
@@ -334,8 +324,8 @@ async def _add(args: argparse.Namespace, settings: Settings, store: Any) -> int:
         linked = await _known_channels(store, wanted, project.id)
     else:
         linked = [c.id for c in await store.project_channels(project.id)]
-    await store.add_check(check)
-    await store.set_check_channels(check.id, linked)
+    # With its links, in one write: a channel removed meanwhile leaves no check.
+    await store.add_checks([check], linked)
 
     url = f"{settings.resolved_base_url()}/ping/{check.id}"
     if args.json:

@@ -15,7 +15,7 @@ from serverlord.accounts import unique_key
 from serverlord.channels import Channel
 from serverlord.config import Settings
 from serverlord.pings import Ping
-from tests.conftest import Live
+from tests.conftest import Live, on_both_backends
 from tests.tenants import Tenant, unreachable_channel
 
 CHECKS = "/api/v3/checks/"
@@ -775,3 +775,61 @@ async def test_a_paused_check_has_no_next_ping(live: Live, alice: Tenant) -> Non
 
     assert paused.json()["status"] == "paused"
     assert paused.json()["next_ping"] is None
+
+
+# A channel removed by another process while a request links it: the request
+# is refused and changes nothing.
+
+
+def _channel_removed_once_resolved(
+    live: Live, channel: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = live.store.project_channels
+
+    async def then_removed(project: str) -> Any:
+        # Still there when the request resolves the channel, gone just after.
+        known = await real(project)
+        monkeypatch.setattr(live.store, "project_channels", real)
+        await live.store.delete_channel(channel.id)
+        return known
+
+    monkeypatch.setattr(live.store, "project_channels", then_removed)
+
+
+@on_both_backends
+async def test_a_create_whose_channel_is_removed_meanwhile_makes_no_check(
+    live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    channel = unreachable_channel("ops", alice.project.id)
+    await live.store.add_channel(channel)
+    _channel_removed_once_resolved(live, channel, monkeypatch)
+
+    resp = await live.client.post(
+        CHECKS, json={"name": "backup", "channels": channel.id}, headers=alice.rw
+    )
+
+    assert resp.status_code == 400
+    assert resp.json() == {"error": f"invalid channel identifier: {channel.id}"}
+    assert await listed(live, alice) == []
+
+
+@on_both_backends
+async def test_an_update_whose_channel_is_removed_meanwhile_changes_nothing(
+    live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    check = await create(live, alice, name="backup", timeout=3600, channels="")
+    channel = unreachable_channel("ops", alice.project.id)
+    await live.store.add_channel(channel)
+    _channel_removed_once_resolved(live, channel, monkeypatch)
+
+    resp = await live.client.post(
+        f"{CHECKS}{check['uuid']}",
+        json={"name": "renamed", "timeout": 60, "channels": channel.id},
+        headers=alice.rw,
+    )
+
+    assert resp.status_code == 400
+    after = await live.client.get(f"{CHECKS}{check['uuid']}", headers=alice.rw)
+    assert after.json()["name"] == "backup"
+    assert after.json()["timeout"] == 3600
+    assert await live.store.check_channels(check["uuid"]) == []

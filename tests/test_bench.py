@@ -321,3 +321,23 @@ def test_a_running_server_out_of_reach_is_one_line_not_a_traceback(
     assert done.returncode == 1
     assert f"cannot reach http://127.0.0.1:{port}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("postgresql://127.0.0.1:{port}/x", 1, "cannot open the store"),
+        ("postgresql://127.0.0.1:{port}/x?sslmode=bogus", 2, "URL is not valid"),
+    ],
+)
+def test_a_database_the_bench_cannot_open_is_one_line_not_a_traceback(
+    url: str, code: int, message: str
+) -> None:
+    database = url.format(port=free_port())  # nothing listens there
+
+    done = bench("setup", "--checks", "1", "--database-url", database, timeout=60)
+
+    assert done.returncode == code
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

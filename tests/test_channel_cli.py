@@ -426,6 +426,19 @@ def test_check_add_with_channel_links_only_those(
     assert sorted(linked(run, commas["uuid"])) == both
 
 
+def test_a_channel_named_twice_is_linked_and_counted_once(
+    run: Run, receiver: WebhookReceiver
+) -> None:
+    channel = add_channel(run, receiver.url())
+
+    twice = add_check(run, "--channel", channel["id"], "--channel", channel["id"])
+    said = run("check", "add", "other", "--channel", f"{channel['id']},{channel['id']}")
+
+    assert twice["channels"] == [channel["id"]]
+    assert linked(run, twice["uuid"]) == [channel["id"]]
+    assert "alerts go to 1 channel(s)" in said.out
+
+
 def test_check_add_with_no_channels_links_none(
     run: Run, receiver: WebhookReceiver
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from serverlord.channels import Channel
 from serverlord.checks import DOWN, NEW, UP
 from serverlord.http.api_edit import new_check
 from tests.conftest import Live
-from tests.tenants import Tenant
+from tests.tenants import Tenant, unreachable_channel
 
 
 async def add(live: Live, tenant: Tenant, slug: str, name: str = "") -> str:
@@ -188,3 +189,29 @@ async def test_a_flood_of_new_slugs_creates_its_share_then_gets_429(
     assert len(checks) == len(created)
     # Pings to checks that exist are not held back.
     assert existing.status_code == 200
+
+
+async def test_create_links_the_channels_left_when_one_is_removed_meanwhile(
+    live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept, removed = (
+        unreachable_channel(name, alice.project.id) for name in ("ops", "dev")
+    )
+    await live.store.add_channel(kept)
+    await live.store.add_channel(removed)
+    real = live.store.project_channels
+
+    async def then_removed(project: str) -> Any:
+        # Another process removes a channel just after the first ping read them.
+        known = await real(project)
+        monkeypatch.setattr(live.store, "project_channels", real)
+        await live.store.delete_channel(removed.id)
+        return known
+
+    monkeypatch.setattr(live.store, "project_channels", then_removed)
+    resp = await live.client.get(url(alice, "new-job") + "?create=1")
+
+    assert (resp.status_code, resp.text) == (201, "Created")
+    [check] = await live.store.project_checks(alice.project.id)
+    assert await live.store.check_channels(check.id) == [kept.id]
+    assert check.n_pings == 1

@@ -236,9 +236,11 @@ def run_bench(args: argparse.Namespace, settings: Settings) -> int:
 def _require_empty(target: Any) -> None:
     import asyncio
 
+    from serverlord.store import open_for_command
+
     async def count() -> int:
         store = target.open_store()
-        await store.open()
+        await open_for_command(store)
         try:
             return int(await store.count_checks())
         finally:

@@ -5,7 +5,9 @@ after they are written, and each is linked to a ``json://`` channel pointing at
 a webhook receiver the bench runs on 127.0.0.1. Reported: the time from that
 instant until every check is flipped (the last detection its flip records),
 until the bench saw every flip committed (the store is read every
-``STORED_POLL`` seconds), and until every alert has reached the receiver.
+``STORED_POLL`` seconds, so this is an upper bound that may come after the
+first alerts, which are committed with their flips), and until every alert
+has reached the receiver.
 """
 
 from __future__ import annotations

@@ -161,9 +161,9 @@ def api_router(service: ApiService) -> Router:
     async def _create(project: str, spec: CheckSpec, linked: list[str] | None) -> Check:
         check = new_check(project)
         _apply(check, spec)
-        await store.add_check(check)
-        if linked is not None:
-            await store.set_check_channels(check.id, linked)
+        # With its links, in one write: a channel removed meanwhile by another
+        # process refuses the request and leaves no check behind.
+        await store.add_checks([check], linked or [])
         return check
 
     async def _channels_of(spec: CheckSpec, project: str) -> list[str] | None:
@@ -179,7 +179,9 @@ def api_router(service: ApiService) -> Router:
         for _ in range(UPDATE_TRIES):
             _apply(check, spec)
             try:
-                await store.update_check(check)
+                # With its links, in one write: a channel removed meanwhile
+                # by another process refuses the request and changes nothing.
+                await store.update_check(check, linked)
                 break
             except ConflictError:
                 # A ping or a sweep changed the check since it was read.
@@ -189,8 +191,6 @@ def api_router(service: ApiService) -> Router:
                 check = reread
         else:
             raise ApiError(409, "the check is changing too fast; try again")
-        if linked is not None:
-            await store.set_check_channels(check.id, linked)
         return check
 
     def _apply(check: Check, spec: CheckSpec) -> None:

@@ -24,10 +24,12 @@ from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from serverlord import clock
+from serverlord.checks import Check
 from serverlord.http.limits import RateLimiter
 from serverlord.keyed_lock import KeyedLock
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
+    ChannelNotFoundError,
     CheckNotFoundError,
     StoreError,
     StoreUnavailableError,
@@ -47,6 +49,8 @@ NEW_CHECKS_BURST = 500
 NEW_CHECKS_PER_SECOND = 1.0
 """...and then at this rate: a leaked ping key cannot flood a project."""
 TOO_MANY_NEW = "too many new checks, slow down"
+CREATE_TRIES = 3
+"""Writes of a check made by its first ping, when channels keep vanishing."""
 
 
 class PingRequest(Protocol):
@@ -241,6 +245,18 @@ class PingService:
     async def _slug_checks(self, project: str, slug: str) -> list[str]:
         return [check.id for check in await self.store.checks_by_slug(project, slug)]
 
+    async def _add_linked_to_every_channel(self, check: Check) -> None:
+        # The check and its links in one write. A channel removed by another
+        # process in between refuses the write: the channels are read again.
+        for tries_left in reversed(range(CREATE_TRIES)):
+            channels = await self.store.project_channels(check.project)
+            try:
+                await self.store.add_checks([check], [c.id for c in channels])
+                return
+            except ChannelNotFoundError:
+                if not tries_left:
+                    raise
+
     async def _create(self, project: str, slug: str) -> tuple[list[str], bool]:
         from serverlord.http.api_edit import new_check
 
@@ -253,9 +269,7 @@ class PingService:
                 raise TooManyNewChecksError
             check = new_check(project)
             check.name = check.slug = slug
-            channels = await self.store.project_channels(project)
-            await self.store.add_check(check)
-            await self.store.set_check_channels(check.id, [c.id for c in channels])
+            await self._add_linked_to_every_channel(check)
             log.info(
                 "created check %s for slug %s on its first ping",
                 check.id,

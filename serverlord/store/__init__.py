@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from serverlord.config import Settings
+from serverlord.errors import CommandError, UsageError
 from serverlord.store.base import (
     CheckNotFoundError,
     ConflictError,
@@ -26,6 +28,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailableError",
+    "open_for_command",
     "open_store",
 ]
 
@@ -56,3 +59,17 @@ def open_store(settings: Settings) -> Store:
         synchronous=settings.sqlite_synchronous.upper(),
         auto_migrate=settings.auto_migrate,
     )
+
+
+async def open_for_command(store: Store) -> None:
+    """Open the store for a command, or say in one line why it cannot be:
+    a URL that cannot be used is a usage error (exit 2), a database that
+    cannot be reached or opened a command error (exit 1)."""
+    try:
+        await store.open()
+    except DatabaseUrlError as exc:
+        await store.close()
+        raise UsageError(f"the database URL is not valid: {exc}") from exc
+    except (OSError, sqlite3.Error, StoreError) as exc:
+        await store.close()
+        raise CommandError(f"cannot open the store {store.description}: {exc}") from exc

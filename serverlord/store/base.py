@@ -143,7 +143,12 @@ class Store(ProjectStore, Protocol):
         all or none (ConflictError when one exists, ChannelNotFoundError)."""
         ...
 
-    async def update_check(self, check: Check) -> None: ...
+    async def update_check(
+        self, check: Check, channel_ids: list[str] | None = None
+    ) -> None:
+        """Save the check's configuration (ConflictError if its version moved)
+        and, given ``channel_ids``, link exactly those: both or neither."""
+        ...
 
     async def delete_check(self, check_id: str) -> None: ...
 

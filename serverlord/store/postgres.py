@@ -553,8 +553,10 @@ class PostgresStore(PostgresProjects):
     async def add_checks(self, checks: list[Check], channel_ids: list[str]) -> None:
         await self._write(lambda conn: add_checks(conn, checks, channel_ids))
 
-    async def update_check(self, check: Check) -> None:
-        await self._write(lambda conn: update_check(conn, check))
+    async def update_check(
+        self, check: Check, channel_ids: list[str] | None = None
+    ) -> None:
+        await self._write(lambda conn: update_check(conn, check, channel_ids))
 
     async def delete_check(self, check_id: str) -> None:
         await self._write(lambda conn: delete_check(conn, check_id))

@@ -8,7 +8,7 @@ with one statement per table. The other operations are single-row writes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -382,27 +382,51 @@ async def add_checks(
         row = check_to_row(check)
         row["manual_resume"] = check.manual_resume
         rows.append([row[column] for column in _CHECK_COLUMNS])
-    try:
-        async with conn.transaction():
-            await conn.executemany(Q["insert_check"], rows)
-    except asyncpg.UniqueViolationError as exc:
-        raise ConflictError(str(exc)) from exc
-    await _insert_changes(conn, [check.id for check in checks])
     wanted = list(dict.fromkeys(channel_ids))
-    if wanted:
-        links = [(check.shard, check.id, wanted) for check in checks]
-        await conn.executemany(Q["link_channels"], links)
+
+    async def write() -> None:
+        await conn.executemany(Q["insert_check"], rows)
+        await _insert_changes(conn, [check.id for check in checks])
+        if wanted:
+            links = [(check.shard, check.id, wanted) for check in checks]
+            await conn.executemany(Q["link_channels"], links)
+
+    await _all_or_nothing(conn, write, channel_ids)
 
 
-async def update_check(conn: Connection, check: Check) -> None:
+async def update_check(
+    conn: Connection, check: Check, channel_ids: list[str] | None = None
+) -> None:
     row = check_to_row(check)
     row["manual_resume"] = check.manual_resume
-    status = await conn.execute(
-        Q["update_check_config"], *(row[c] for c in _CONFIG_COLUMNS)
-    )
-    if row_count(status) != 1:
-        raise ConflictError(check.id)
-    await _insert_change(conn, check)
+
+    async def write() -> None:
+        status = await conn.execute(
+            Q["update_check_config"], *(row[c] for c in _CONFIG_COLUMNS)
+        )
+        if row_count(status) != 1:
+            raise ConflictError(check.id)
+        await _insert_change(conn, check)
+        if channel_ids is not None:
+            await link(conn, check.id, channel_ids)
+
+    await _all_or_nothing(conn, write, channel_ids or [])
+
+
+async def _all_or_nothing(
+    conn: Connection, write: Callable[[], Awaitable[None]], channel_ids: list[str]
+) -> None:
+    """Run ``write`` under a savepoint, so that nothing of it stays when it
+    fails: a check that exists already is a conflict, and a channel removed
+    by another transaction since it was looked up is not found."""
+    try:
+        async with conn.transaction():
+            await write()
+    except asyncpg.UniqueViolationError as exc:
+        raise ConflictError(str(exc)) from exc
+    except asyncpg.ForeignKeyViolationError:
+        await _require_channels(conn, channel_ids)  # names the missing one
+        raise
 
 
 async def delete_check(conn: Connection, check_id: str) -> None:

@@ -268,8 +268,10 @@ class SqliteStore(SqliteProjects):
     async def add_checks(self, checks: list[Check], channel_ids: list[str]) -> None:
         await self._write(guarded(lambda conn: _add_checks(conn, checks, channel_ids)))
 
-    async def update_check(self, check: Check) -> None:
-        await self._write(guarded(lambda conn: _update_check(conn, check)))
+    async def update_check(
+        self, check: Check, channel_ids: list[str] | None = None
+    ) -> None:
+        await self._write(guarded(lambda conn: _update_check(conn, check, channel_ids)))
 
     async def delete_check(self, check_id: str) -> None:
         await self._write(guarded(lambda conn: _delete_check(conn, check_id)))
@@ -462,11 +464,15 @@ def _add_checks(
     conn.executemany(Q["link_channel"], links)
 
 
-def _update_check(conn: sqlite3.Connection, check: Check) -> None:
+def _update_check(
+    conn: sqlite3.Connection, check: Check, channel_ids: list[str] | None
+) -> None:
     cursor = conn.execute(Q["update_check_config"], check_to_row(check))
     if cursor.rowcount != 1:
         raise ConflictError(check.id)
     conn.execute(Q["insert_change"], (check.id,))
+    if channel_ids is not None:
+        _link(conn, check.id, channel_ids)  # the savepoint undoes all on an error
 
 
 def _delete_check(conn: sqlite3.Connection, check_id: str) -> None:
