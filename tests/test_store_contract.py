@@ -36,7 +36,7 @@ from serverlord.schedules import Schedule
 from serverlord.store import CheckNotFoundError, ConflictError, Store, open_store
 from serverlord.store.base import PINGS_KEPT, ChannelNotFoundError, Due
 from serverlord.store.sqlite import SqliteStore
-from serverlord.store.writes import PRUNE_EVERY
+from serverlord.store.writes import CLAIM_WINDOW, PRUNE_EVERY
 from tests.database import fetch, is_postgres, url_of
 
 HOOK = "json://127.0.0.1:9/hook"
@@ -667,6 +667,49 @@ async def test_a_claim_runs_out_with_its_lease_and_an_attempt_is_recorded(
     assert await store.next_delivery_at() is None
     stored = await store.get_channel(channel.id)
     assert stored is not None and stored.last_ok is True
+
+
+def owed(check: Check, channel: Channel, created: float) -> Delivery:
+    return Delivery(
+        id=0,
+        flip_id=None,
+        check_id=check.id,
+        channel_id=channel.id,
+        channel_url=channel.url,
+        kind=DOWN_ALERT,
+        title="down",
+        body="",
+        attempts=0,
+        created=created,
+    )
+
+
+async def test_a_channel_failing_with_a_backlog_holds_back_no_other_channel(
+    store: Store,
+) -> None:
+    failing, working = await a_channel(store, "failing"), await a_channel(store)
+    flapping, other = new_check(), new_check()
+    now = time.time()
+    # A flapping check's alerts pile up behind the first, which fails: more
+    # of them are due than a claim looks at.
+    await store.add_checks([flapping], [failing.id])
+    await store.add_checks([other], [working.id])
+    await store.enqueue([owed(flapping, failing, now - 10)])
+    [head] = await store.claim_deliveries(now, 1, 30)
+    retry = AttemptResult(now, False, "error=500", 0.01, next_attempt=now + 60)
+    await store.finish_attempt(head, retry)
+    backlog = [owed(flapping, failing, now - 5) for _ in range(CLAIM_WINDOW + 100)]
+    await store.enqueue(backlog)
+    await store.enqueue([owed(other, working, now)])
+
+    claimed = await store.claim_deliveries(now + 1, 10, 30)
+
+    assert [d.check_id for d in claimed] == [other.id]
+    await store.finish_attempts(claimed, AttemptResult(now + 1, True, None, 0.01, None))
+    # Nothing else is due before the failed one is tried again.
+    assert await store.next_delivery_at() == pytest.approx(now + 60)
+    [again] = await store.claim_deliveries(now + 61, 1, 30)
+    assert again.id == head.id
 
 
 async def test_a_channel_test_is_enqueued_without_a_check(store: Store) -> None:

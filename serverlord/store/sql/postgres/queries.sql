@@ -221,16 +221,24 @@ UPDATE deliveries SET state = 'pending', claimed_until = NULL
 WHERE state = 'sending' AND claimed_until < $1;
 
 -- name: claim_deliveries
--- Of the earliest due deliveries, those of channels not crowded, each waiting
--- for any earlier one of its check to the same channel, alerts before
--- reminders. The limits count messages: a channel with at least $6 waiting is
+-- Of the earliest due deliveries of channels not crowded that wait for no
+-- earlier one of their check to the same channel (those that do must not fill
+-- the window: a channel failing with a backlog would hold back every other
+-- channel's alerts), alerts before reminders. The limits count messages: a channel with at least $6 waiting is
 -- in a storm and its deliveries go out $7 to a message (a digest), else one
 -- each; a channel gets at most $5 messages and the claim at most $3. SKIP
 -- LOCKED lets several notifiers claim at once.
 WITH due AS (
-    SELECT shard, id, check_id, channel_id, kind, next_attempt FROM deliveries
+    SELECT shard, id, check_id, channel_id, kind, next_attempt
+    FROM deliveries AS head
     WHERE state = 'pending' AND next_attempt <= $2
         AND channel_id <> ALL($4::text[])
+        AND NOT EXISTS (
+            SELECT 1 FROM deliveries AS earlier
+            WHERE earlier.shard = head.shard AND earlier.check_id = head.check_id
+                AND earlier.channel_id = head.channel_id AND earlier.id < head.id
+                AND earlier.state IN ('pending', 'sending')
+        )
     ORDER BY next_attempt LIMIT $8
 ),
 ready AS (
@@ -241,12 +249,6 @@ ready AS (
         ) AS nth,
         count(*) OVER (PARTITION BY due.channel_id) AS waiting
     FROM due
-    WHERE NOT EXISTS (
-        SELECT 1 FROM deliveries AS earlier
-        WHERE earlier.shard = due.shard AND earlier.check_id = due.check_id
-            AND earlier.channel_id = due.channel_id AND earlier.id < due.id
-            AND earlier.state IN ('pending', 'sending')
-    )
 ),
 messages AS (
     SELECT ready.*,
@@ -303,7 +305,15 @@ UPDATE channels SET last_attempt = $2, last_ok = $3, last_error = $4
 WHERE id = ANY($1::text[]);
 
 -- name: next_delivery_at
-SELECT min(next_attempt) FROM deliveries WHERE state = 'pending';
+-- The first due of the deliveries that wait for no earlier one.
+SELECT next_attempt FROM deliveries AS head
+WHERE state = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM deliveries AS earlier
+    WHERE earlier.shard = head.shard AND earlier.check_id = head.check_id
+        AND earlier.channel_id = head.channel_id AND earlier.id < head.id
+        AND earlier.state IN ('pending', 'sending')
+)
+ORDER BY next_attempt LIMIT 1;
 
 -- name: release_claims
 UPDATE deliveries SET state = 'pending', claimed_until = NULL

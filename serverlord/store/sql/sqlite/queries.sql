@@ -133,9 +133,10 @@ INSERT INTO deliveries (
 RETURNING id;
 
 -- name: claim_deliveries
--- Of the earliest due deliveries, those of channels not crowded, each waiting
--- for any earlier one of its check to the same channel, alerts before
--- reminders. The limits count messages: a channel with at least ?6 waiting is
+-- Of the earliest due deliveries of channels not crowded that wait for no
+-- earlier one of their check to the same channel (those that do must not fill
+-- the window: a channel failing with a backlog would hold back every other
+-- channel's alerts), alerts before reminders. The limits count messages: a channel with at least ?6 waiting is
 -- in a storm and its deliveries go out ?7 to a message (a digest), else one
 -- each; a channel gets at most ?5 messages and the claim at most ?3.
 UPDATE deliveries SET state = 'sending', claimed_until = ?1,
@@ -161,18 +162,18 @@ WHERE id IN (
                         ) AS nth,
                         count(*) OVER (PARTITION BY due.channel_id) AS waiting
                     FROM (
-                        SELECT * FROM deliveries
+                        SELECT * FROM deliveries AS head
                         WHERE state = 'pending' AND next_attempt <= ?2
                         AND channel_id NOT IN (SELECT value FROM json_each(?4))
+                        AND NOT EXISTS (
+                            SELECT 1 FROM deliveries AS earlier
+                            WHERE earlier.check_id = head.check_id
+                            AND earlier.channel_id = head.channel_id
+                            AND earlier.id < head.id
+                            AND earlier.state IN ('pending', 'sending')
+                        )
                         ORDER BY next_attempt LIMIT ?8
                     ) AS due
-                    WHERE NOT EXISTS (
-                        SELECT 1 FROM deliveries AS earlier
-                        WHERE earlier.check_id = due.check_id
-                        AND earlier.channel_id = due.channel_id
-                        AND earlier.id < due.id
-                        AND earlier.state IN ('pending', 'sending')
-                    )
                 )
             )
             WHERE message < ?5
@@ -203,7 +204,16 @@ INSERT INTO attempts (delivery_id, at, ok, error, latency) VALUES (?, ?, ?, ?, ?
 UPDATE channels SET last_attempt = ?, last_ok = ?, last_error = ? WHERE id = ?;
 
 -- name: next_delivery_at
-SELECT min(next_attempt) FROM deliveries WHERE state = 'pending';
+-- The first due of the deliveries that wait for no earlier one.
+SELECT next_attempt FROM deliveries AS head
+WHERE state = 'pending' AND NOT EXISTS (
+    SELECT 1 FROM deliveries AS earlier
+    WHERE earlier.check_id = head.check_id
+    AND earlier.channel_id = head.channel_id
+    AND earlier.id < head.id
+    AND earlier.state IN ('pending', 'sending')
+)
+ORDER BY next_attempt LIMIT 1;
 
 -- name: expired_claims
 UPDATE deliveries SET state = 'pending', claimed_until = NULL
