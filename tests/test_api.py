@@ -833,3 +833,20 @@ async def test_an_update_whose_channel_is_removed_meanwhile_changes_nothing(
     assert after.json()["name"] == "backup"
     assert after.json()["timeout"] == 3600
     assert await live.store.check_channels(check["uuid"]) == []
+
+
+@on_both_backends
+async def test_every_channel_means_those_left_when_one_is_removed_meanwhile(
+    live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    kept, removed = (unreachable_channel(n, alice.project.id) for n in ("a", "b"))
+    await live.store.add_channel(kept)
+    await live.store.add_channel(removed)
+    _channel_removed_once_resolved(live, removed, monkeypatch)
+
+    resp = await live.client.post(
+        CHECKS, json={"name": "backup", "channels": "*"}, headers=alice.rw
+    )
+
+    assert resp.status_code == 201, resp.text
+    assert await live.store.check_channels(resp.json()["uuid"]) == [kept.id]

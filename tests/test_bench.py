@@ -328,6 +328,12 @@ def test_a_running_server_out_of_reach_is_one_line_not_a_traceback(
     [
         ("postgresql://127.0.0.1:{port}/x", 1, "cannot open the store"),
         ("postgresql://127.0.0.1:{port}/x?sslmode=bogus", 2, "URL is not valid"),
+        (
+            "postgresql://127.0.0.1:{port}/x?sslmode=verify-full"
+            "&sslrootcert=/nonexistent/root.crt",
+            1,
+            "No such file or directory",
+        ),
     ],
 )
 def test_a_database_the_bench_cannot_open_is_one_line_not_a_traceback(

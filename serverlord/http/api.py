@@ -11,6 +11,7 @@ is checked (``ApiService.authorize``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -67,6 +68,7 @@ from serverlord.http.headers import API_HEADERS
 from serverlord.keyed_lock import KeyedLock
 from serverlord.render import attempt_json
 from serverlord.store.base import (
+    ChannelNotFoundError,
     ConflictError,
     StoreError,
 )
@@ -83,6 +85,8 @@ STREAMS_PER_PROJECT = 32
 """Live event streams one project may hold open at once."""
 UPDATE_TRIES = 20
 """Times an update is tried again when a ping changed the check meanwhile."""
+LINK_TRIES = 3
+"""Writes with "*" for channels tried when another process removes channels."""
 
 
 def api_router(service: ApiService) -> Router:
@@ -143,20 +147,41 @@ def api_router(service: ApiService) -> Router:
         access = await service.authorize(request, document, write=True)
         spec = parse_check_spec(document)
         project = access.project.id
-        linked = await _channels_of(spec, project)
 
         if not spec.unique:
-            check = await _create(project, spec, linked)
+            check = await _linking(
+                spec, project, lambda linked: _create(project, spec, linked)
+            )
             return Response(await service.render(check, access), status_code=201)
         # Requests racing with one `unique` find or make one check (within
         # this process: workers of one PostgreSQL may still make two).
         async with creating.hold(project):
             existing = find_unique(await store.project_checks(project), spec)
             if existing is not None:
-                check = await _update(existing, spec, linked)
+                check = await _linking(
+                    spec, project, lambda linked: _update(existing, spec, linked)
+                )
                 return Response(await service.render(check, access), status_code=200)
-            check = await _create(project, spec, linked)
+            check = await _linking(
+                spec, project, lambda linked: _create(project, spec, linked)
+            )
         return Response(await service.render(check, access), status_code=201)
+
+    async def _linking(
+        spec: CheckSpec,
+        project: str,
+        write: Callable[[list[str] | None], Awaitable[Check]],
+    ) -> Check:
+        """Resolve the spec's channels and write with them. "*" means the
+        channels there are at the write: one that another process removed
+        since they were read is left out, and the write made again."""
+        for _ in range(LINK_TRIES - 1):
+            try:
+                return await write(await _channels_of(spec, project))
+            except ChannelNotFoundError:
+                if spec.channels != "*":
+                    raise
+        return await write(await _channels_of(spec, project))
 
     async def _create(project: str, spec: CheckSpec, linked: list[str] | None) -> Check:
         check = new_check(project)
@@ -221,8 +246,10 @@ def api_router(service: ApiService) -> Router:
         access = await service.authorize(request, document, write=True)
         check = await service.find_check(access, code)
         spec = parse_check_spec(document)
-        linked = await _channels_of(spec, access.project.id)
-        return await service.render(await _update(check, spec, linked), access)
+        updated = await _linking(
+            spec, access.project.id, lambda linked: _update(check, spec, linked)
+        )
+        return await service.render(updated, access)
 
     @delete("/checks/{code:str}", status_code=200, summary="Remove a check", **common)
     async def delete_check(

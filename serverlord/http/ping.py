@@ -248,14 +248,15 @@ class PingService:
     async def _add_linked_to_every_channel(self, check: Check) -> None:
         # The check and its links in one write. A channel removed by another
         # process in between refuses the write: the channels are read again.
-        for tries_left in reversed(range(CREATE_TRIES)):
-            channels = await self.store.project_channels(check.project)
-            try:
-                await self.store.add_checks([check], [c.id for c in channels])
+        for _ in range(CREATE_TRIES - 1):
+            with contextlib.suppress(ChannelNotFoundError):
+                await self._add_with_channels_now(check)
                 return
-            except ChannelNotFoundError:
-                if not tries_left:
-                    raise
+        await self._add_with_channels_now(check)
+
+    async def _add_with_channels_now(self, check: Check) -> None:
+        channels = await self.store.project_channels(check.project)
+        await self.store.add_checks([check], [c.id for c in channels])
 
     async def _create(self, project: str, slug: str) -> tuple[list[str], bool]:
         from serverlord.http.api_edit import new_check

@@ -69,7 +69,13 @@ async def open_for_command(store: Store) -> None:
         await store.open()
     except DatabaseUrlError as exc:
         await store.close()
-        raise UsageError(f"the database URL is not valid: {exc}") from exc
+        raise UsageError(f"the database URL is not valid: {_one_line(exc)}") from exc
     except (OSError, sqlite3.Error, StoreError) as exc:
         await store.close()
-        raise CommandError(f"cannot open the store {store.description}: {exc}") from exc
+        reason = f"cannot open the store {store.description}: {_one_line(exc)}"
+        raise CommandError(reason) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    # The driver's messages may carry a hint on a line of its own.
+    return " ".join(str(exc).split())

@@ -181,7 +181,10 @@ class DetailsScreen(Screen[None]):
                 Text(body_preview(bodies.get(ping["n"], b"")), style="dim"),
             )
         durations = [p["duration"] for p in reversed(pings) if p.get("duration")]
-        self.query_one("#chart", Sparkline).data = durations or [0]
+        chart = self.query_one("#chart", Sparkline)
+        chart.data = durations
+        # With no run to draw, Textual's sparkline would fill its area.
+        chart.display = bool(durations)
         span = (
             f"{short_duration(min(durations))} to {short_duration(max(durations))} "
             f"over {len(durations)} runs"
