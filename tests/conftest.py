@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import hypothesis
@@ -57,6 +57,22 @@ class Live:
     server: Server
     client: httpx.AsyncClient
     base_url: str
+
+    def remove_once_listed(
+        self, channel_id: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Have another process remove the channel just after the next
+        request listed its project's channels: still there when read, gone
+        when written."""
+        real = self.store.project_channels
+
+        async def then_removed(project: str) -> Any:
+            known = await real(project)
+            monkeypatch.setattr(self.store, "project_channels", real)
+            await self.store.delete_channel(channel_id)
+            return known
+
+        monkeypatch.setattr(self.store, "project_channels", then_removed)
 
 
 def free_socket() -> socket.socket:

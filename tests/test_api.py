@@ -781,28 +781,13 @@ async def test_a_paused_check_has_no_next_ping(live: Live, alice: Tenant) -> Non
 # is refused and changes nothing.
 
 
-def _channel_removed_once_resolved(
-    live: Live, channel: Channel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real = live.store.project_channels
-
-    async def then_removed(project: str) -> Any:
-        # Still there when the request resolves the channel, gone just after.
-        known = await real(project)
-        monkeypatch.setattr(live.store, "project_channels", real)
-        await live.store.delete_channel(channel.id)
-        return known
-
-    monkeypatch.setattr(live.store, "project_channels", then_removed)
-
-
 @on_both_backends
 async def test_a_create_whose_channel_is_removed_meanwhile_makes_no_check(
     live: Live, alice: Tenant, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
     channel = unreachable_channel("ops", alice.project.id)
     await live.store.add_channel(channel)
-    _channel_removed_once_resolved(live, channel, monkeypatch)
+    live.remove_once_listed(channel.id, monkeypatch)
 
     resp = await live.client.post(
         CHECKS, json={"name": "backup", "channels": channel.id}, headers=alice.rw
@@ -820,7 +805,7 @@ async def test_an_update_whose_channel_is_removed_meanwhile_changes_nothing(
     check = await create(live, alice, name="backup", timeout=3600, channels="")
     channel = unreachable_channel("ops", alice.project.id)
     await live.store.add_channel(channel)
-    _channel_removed_once_resolved(live, channel, monkeypatch)
+    live.remove_once_listed(channel.id, monkeypatch)
 
     resp = await live.client.post(
         f"{CHECKS}{check['uuid']}",
@@ -842,7 +827,7 @@ async def test_every_channel_means_those_left_when_one_is_removed_meanwhile(
     kept, removed = (unreachable_channel(n, alice.project.id) for n in ("a", "b"))
     await live.store.add_channel(kept)
     await live.store.add_channel(removed)
-    _channel_removed_once_resolved(live, removed, monkeypatch)
+    live.remove_once_listed(removed.id, monkeypatch)
 
     resp = await live.client.post(
         CHECKS, json={"name": "backup", "channels": "*"}, headers=alice.rw

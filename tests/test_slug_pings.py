@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 
 import pytest
 
@@ -199,16 +198,7 @@ async def test_create_links_the_channels_left_when_one_is_removed_meanwhile(
     )
     await live.store.add_channel(kept)
     await live.store.add_channel(removed)
-    real = live.store.project_channels
-
-    async def then_removed(project: str) -> Any:
-        # Another process removes a channel just after the first ping read them.
-        known = await real(project)
-        monkeypatch.setattr(live.store, "project_channels", real)
-        await live.store.delete_channel(removed.id)
-        return known
-
-    monkeypatch.setattr(live.store, "project_channels", then_removed)
+    live.remove_once_listed(removed.id, monkeypatch)
     resp = await live.client.get(url(alice, "new-job") + "?create=1")
 
     assert (resp.status_code, resp.text) == (201, "Created")

@@ -669,18 +669,17 @@ async def test_a_claim_runs_out_with_its_lease_and_an_attempt_is_recorded(
     assert stored is not None and stored.last_ok is True
 
 
-def owed(check: Check, channel: Channel, created: float) -> Delivery:
+def owed(
+    check: Check | None,
+    channel: Channel,
+    created: float,
+    kind: str = DOWN_ALERT,
+    body: str = "",
+) -> Delivery:
+    """A message owed to the channel, as a flip (or a channel test) makes one."""
+    check_id = None if check is None else check.id
     return Delivery(
-        id=0,
-        flip_id=None,
-        check_id=check.id,
-        channel_id=channel.id,
-        channel_url=channel.url,
-        kind=DOWN_ALERT,
-        title="down",
-        body="",
-        attempts=0,
-        created=created,
+        0, None, check_id, channel.id, channel.url, kind, kind, body, 0, created
     )
 
 
@@ -714,18 +713,7 @@ async def test_a_channel_failing_with_a_backlog_holds_back_no_other_channel(
 
 async def test_a_channel_test_is_enqueued_without_a_check(store: Store) -> None:
     channel = await a_channel(store)
-    delivery = Delivery(
-        id=0,
-        flip_id=None,
-        check_id=None,
-        channel_id=channel.id,
-        channel_url=channel.url,
-        kind=TEST,
-        title="TEST",
-        body="hello",
-        attempts=0,
-        created=time.time(),
-    )
+    delivery = owed(None, channel, time.time(), TEST, "hello")
 
     [delivery_id] = await store.enqueue([delivery])
     [claimed] = await store.claim_deliveries(time.time() + 1, 10, 30)

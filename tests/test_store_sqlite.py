@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,61 +102,60 @@ async def _stored_check(path: Path, name: str = "backup") -> Check:
     return check
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "serverlord.sqlite3"
+
+
+@pytest.fixture
+def conn(path: Path) -> Iterator[sqlite3.Connection]:
+    """The writer's connection, as far as the cache can tell."""
+    opened = connect(path)
+    yield opened
+    opened.close()
+
+
 async def test_a_cached_check_is_read_again_once_another_process_changed_it(
-    tmp_path: Path,
+    path: Path, conn: sqlite3.Connection
 ) -> None:
-    path = tmp_path / "serverlord.sqlite3"
-    check = await _stored_check(path)
-    conn, cache = connect(path), CheckCache()
-    try:
-        first = cache.read(conn, [check.id])[check.id]
-        assert cache.read(conn, [check.id])[check.id] is first
+    check, cache = await _stored_check(path), CheckCache()
+    first = cache.read(conn, [check.id])[check.id]
+    assert cache.read(conn, [check.id])[check.id] is first
 
-        first.name = "what the cache holds"
-        renamed = dataclasses.replace(check, name="renamed")
-        await _in_another_process(path, lambda store: store.update_check(renamed))
-
-        again = cache.read(conn, [check.id])[check.id]
-    finally:
-        conn.close()
+    first.name = "what the cache holds"
+    renamed = dataclasses.replace(check, name="renamed")
+    await _in_another_process(path, lambda store: store.update_check(renamed))
+    again = cache.read(conn, [check.id])[check.id]
 
     assert again is not first
     assert again.name == "renamed"
 
 
 async def test_a_check_deleted_and_made_again_with_its_id_is_read_again(
-    tmp_path: Path,
+    path: Path, conn: sqlite3.Connection
 ) -> None:
-    path = tmp_path / "serverlord.sqlite3"
-    check = await _stored_check(path)
-    conn, cache = connect(path), CheckCache()
-    try:
-        assert cache.read(conn, [check.id])[check.id].name == "backup"
-        conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
-        assert cache.read(conn, [check.id]) == {}
-        # The same id and version, made again by another process later.
-        remade = dataclasses.replace(check, name="remade", created=time.time() + 1)
-        await _in_another_process(path, lambda store: store.add_check(remade))
+    check, cache = await _stored_check(path), CheckCache()
+    assert cache.read(conn, [check.id])[check.id].name == "backup"
+    conn.execute("DELETE FROM checks WHERE id = ?", (check.id,))
+    assert cache.read(conn, [check.id]) == {}
 
-        assert cache.read(conn, [check.id])[check.id].name == "remade"
-    finally:
-        conn.close()
+    # The same id and version, made again by another process later.
+    remade = dataclasses.replace(check, name="remade", created=time.time() + 1)
+    await _in_another_process(path, lambda store: store.add_check(remade))
+
+    assert cache.read(conn, [check.id])[check.id].name == "remade"
 
 
 async def test_the_cache_keeps_at_most_its_size_and_sweeps_add_nothing(
-    tmp_path: Path,
+    path: Path, conn: sqlite3.Connection
 ) -> None:
-    path = tmp_path / "serverlord.sqlite3"
     ids = [(await _stored_check(path, f"c{i}")).id for i in range(3)]
-    conn, cache = connect(path), CheckCache(size=2)
-    try:
-        swept = cache.read(conn, ids[:1], keep=False)[ids[0]]
-        assert cache.read(conn, ids[:1])[ids[0]] is not swept
+    cache = CheckCache(size=2)
+    swept = cache.read(conn, ids[:1], keep=False)[ids[0]]
+    assert cache.read(conn, ids[:1])[ids[0]] is not swept
 
-        kept = cache.read(conn, ids)
-        again = cache.read(conn, ids)
-    finally:
-        conn.close()
+    kept = cache.read(conn, ids)
+    again = cache.read(conn, ids)
 
     assert [again[i] is kept[i] for i in ids].count(True) == 2
 
@@ -176,9 +175,8 @@ async def _pings_in_one_batch(store: SqliteStore, check: Check, count: int) -> N
 
 
 async def test_the_writer_forgets_its_cached_checks_when_a_batch_is_undone(
-    tmp_path: Path,
+    path: Path,
 ) -> None:
-    path = tmp_path / "serverlord.sqlite3"
     check = await _stored_check(path)
     store = SqliteStore(path)
     await store.open()
