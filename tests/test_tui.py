@@ -433,6 +433,28 @@ async def test_enter_shows_details_and_esc_goes_back(served: Served) -> None:
         assert app.screen is app.main
 
 
+async def test_details_closed_before_their_parts_arrive_is_no_crash(
+    served: Served,
+) -> None:
+    await served.create(name="backup", timeout=3600)
+
+    app = served.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: table(app).row_count == 1)
+        await pilot.press("enter")
+        details = app.screen
+        assert isinstance(details, DetailsScreen)
+        # Esc takes the widgets down first; parts still on their way come
+        # after them.
+        await details.query_one("#notifications", DataTable).remove()
+        details.load()
+        await pilot.pause(0.5)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+
+    assert app.crash is None
+
+
 async def test_details_list_the_attempts_to_deliver_the_checks_alerts(
     served: Served,
 ) -> None:

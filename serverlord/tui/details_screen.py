@@ -12,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Label, Sparkline, Static
 
 from serverlord.durations import format_duration
@@ -52,6 +53,7 @@ class DetailsScreen(Screen[None]):
         super().__init__()
         self.row = row
         self._reload: Timer | None = None
+        self._parts: tuple[Widget, ...] = ()
 
     @property
     def lord(self) -> ServerlordApp:
@@ -82,8 +84,14 @@ class DetailsScreen(Screen[None]):
         sent.add_columns("Time", "Alert", "Channel", "Result", "Latency", "Error")
         self.query_one("#pings-note", Static).display = False
         self.query_one("#notifications-note", Static).display = False
+        self._parts = tuple(self.query("VerticalScroll > *"))
         self.show_config(self.row.data)
         self.load()
+
+    def _gone(self) -> bool:
+        # Esc may close the screen while a part is still on its way: the
+        # widgets go first, and what comes late finds nothing to fill.
+        return not all(part.is_attached for part in self._parts)
 
     def changed(self) -> None:
         """A live event about this check: fetch again, once per burst."""
@@ -144,6 +152,8 @@ class DetailsScreen(Screen[None]):
             )
 
     def show_config(self, data: dict[str, Any]) -> None:
+        if self._gone():
+            return
         row = self.row
         status = status_at(row, self.lord.clock())
         text = Text.assemble(
@@ -167,6 +177,8 @@ class DetailsScreen(Screen[None]):
         self.query_one("#config", Static).update(text)
 
     def show_pings(self, pings: list[dict[str, Any]], bodies: dict[int, bytes]) -> None:
+        if self._gone():
+            return
         table = self.query_one("#pings", DataTable)
         table.clear()
         for ping in pings[:100]:
@@ -194,11 +206,15 @@ class DetailsScreen(Screen[None]):
         self.query_one("#chart-range", Static).update(Text(f" {span}", style="dim"))
 
     def _note(self, widget: str, note: str) -> None:
+        if self._gone():
+            return
         shown = self.query_one(widget, Static)
         shown.update(Text(note, style="italic"))
         shown.display = bool(note)
 
     def show_notifications(self, attempts: list[dict[str, Any]]) -> None:
+        if self._gone():
+            return
         table = self.query_one("#notifications", DataTable)
         table.clear()
         for attempt in attempts:
@@ -217,6 +233,8 @@ class DetailsScreen(Screen[None]):
             )
 
     def show_flips(self, flips: list[dict[str, Any]]) -> None:
+        if self._gone():
+            return
         table = self.query_one("#flips", DataTable)
         table.clear()
         for flip in flips[:100]:

@@ -135,7 +135,9 @@ class CheckForm(ModalScreen[dict[str, Any] | None]):
                 data = await client.update(self.row.key, fields)
         except ClientError as exc:
             text = f"The server refused: {exc}"
-            self.query_one("#problems", Static).update(Text(text))
             self.lord.report(text, "tui_save_refused")
+            if self.is_current:
+                self.query_one("#problems", Static).update(Text(text))
             return
-        self.dismiss(data)
+        if self.is_current:  # else closed with Esc while the server answered
+            self.dismiss(data)
