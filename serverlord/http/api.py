@@ -29,6 +29,7 @@ from serverlord.checks import Check
 from serverlord.http.api_edit import (
     apply_spec,
     find_unique,
+    linking_channels,
     new_check,
     resolve_channels,
 )
@@ -68,7 +69,6 @@ from serverlord.http.headers import API_HEADERS
 from serverlord.keyed_lock import KeyedLock
 from serverlord.render import attempt_json
 from serverlord.store.base import (
-    ChannelNotFoundError,
     ConflictError,
     StoreError,
 )
@@ -85,8 +85,6 @@ STREAMS_PER_PROJECT = 32
 """Live event streams one project may hold open at once."""
 UPDATE_TRIES = 20
 """Times an update is tried again when a ping changed the check meanwhile."""
-LINK_TRIES = 3
-"""Writes with "*" for channels tried when another process removes channels."""
 
 
 def api_router(service: ApiService) -> Router:
@@ -172,16 +170,15 @@ def api_router(service: ApiService) -> Router:
         project: str,
         write: Callable[[list[str] | None], Awaitable[Check]],
     ) -> Check:
-        """Resolve the spec's channels and write with them. "*" means the
-        channels there are at the write: one that another process removed
-        since they were read is left out, and the write made again."""
-        for _ in range(LINK_TRIES - 1):
-            try:
-                return await write(await _channels_of(spec, project))
-            except ChannelNotFoundError:
-                if spec.channels != "*":
-                    raise
-        return await write(await _channels_of(spec, project))
+        """Resolve the spec's channels and write with them ("*" means those
+        there at the write)."""
+
+        async def resolve_and_write() -> Check:
+            return await write(await _channels_of(spec, project))
+
+        return await linking_channels(
+            resolve_and_write, read_again=spec.channels == "*"
+        )
 
     async def _create(project: str, spec: CheckSpec, linked: list[str] | None) -> Check:
         check = new_check(project)

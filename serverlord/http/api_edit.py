@@ -8,6 +8,8 @@ of the check's project by id or name ("*" for all, "" for none).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from msgspec import UNSET
 
@@ -16,6 +18,12 @@ from serverlord.channels import Channel
 from serverlord.checks import DOWN, Check
 from serverlord.http.api_schema import BadInput, CheckSpec
 from serverlord.schedules import Schedule, ScheduleError, check_zone
+from serverlord.store.base import ChannelNotFoundError
+
+T = TypeVar("T")
+
+CHANNEL_TRIES = 3
+"""Times a write that links channels is made when channels keep vanishing."""
 
 DEFAULT_TIMEOUT = 86400.0
 DEFAULT_GRACE = 3600.0
@@ -122,3 +130,22 @@ def resolve_channels(text: str, channels: list[Channel]) -> list[str]:
             raise BadInput(f"non-unique channel identifier: {part}")
         found[matches[0].id] = None
     return list(found)
+
+
+async def linking_channels(
+    write: Callable[[], Awaitable[T]], *, read_again: bool = True
+) -> T:
+    """Run ``write``, which reads the channels it links and writes with them.
+
+    With ``read_again`` (the channels meant are those there at the write: "*"
+    or a slug's first ping), one removed by another process in between makes
+    it read and write again, up to ``CHANNEL_TRIES`` times; else that is the
+    caller's error.
+    """
+    for _ in range(CHANNEL_TRIES - 1):
+        try:
+            return await write()
+        except ChannelNotFoundError:
+            if not read_again:
+                raise
+    return await write()

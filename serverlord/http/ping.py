@@ -29,7 +29,6 @@ from serverlord.http.limits import RateLimiter
 from serverlord.keyed_lock import KeyedLock
 from serverlord.pings import BadPingError, Ping, kind_of
 from serverlord.store.base import (
-    ChannelNotFoundError,
     CheckNotFoundError,
     StoreError,
     StoreUnavailableError,
@@ -49,8 +48,6 @@ NEW_CHECKS_BURST = 500
 NEW_CHECKS_PER_SECOND = 1.0
 """...and then at this rate: a leaked ping key cannot flood a project."""
 TOO_MANY_NEW = "too many new checks, slow down"
-CREATE_TRIES = 3
-"""Writes of a check made by its first ping, when channels keep vanishing."""
 
 
 class PingRequest(Protocol):
@@ -246,17 +243,14 @@ class PingService:
         return [check.id for check in await self.store.checks_by_slug(project, slug)]
 
     async def _add_linked_to_every_channel(self, check: Check) -> None:
-        # The check and its links in one write. A channel removed by another
-        # process in between refuses the write: the channels are read again.
-        for _ in range(CREATE_TRIES - 1):
-            with contextlib.suppress(ChannelNotFoundError):
-                await self._add_with_channels_now(check)
-                return
-        await self._add_with_channels_now(check)
+        from serverlord.http.api_edit import linking_channels
 
-    async def _add_with_channels_now(self, check: Check) -> None:
-        channels = await self.store.project_channels(check.project)
-        await self.store.add_checks([check], [c.id for c in channels])
+        # The check and its links in one write.
+        async def add() -> None:
+            channels = await self.store.project_channels(check.project)
+            await self.store.add_checks([check], [c.id for c in channels])
+
+        await linking_channels(add)
 
     async def _create(self, project: str, slug: str) -> tuple[list[str], bool]:
         from serverlord.http.api_edit import new_check

@@ -136,9 +136,10 @@ RETURNING id;
 -- Of the earliest due deliveries of channels not crowded that wait for no
 -- earlier one of their check to the same channel (those that do must not fill
 -- the window: a channel failing with a backlog would hold back every other
--- channel's alerts), alerts before reminders. The limits count messages: a channel with at least ?6 waiting is
--- in a storm and its deliveries go out ?7 to a message (a digest), else one
--- each; a channel gets at most ?5 messages and the claim at most ?3.
+-- channel's alerts), alerts before reminders. The limits count messages: a
+-- channel with at least ?6 waiting is in a storm and its deliveries go out ?7
+-- to a message (a digest), else one each; a channel gets at most ?5 messages
+-- and the claim at most ?3.
 UPDATE deliveries SET state = 'sending', claimed_until = ?1,
     attempts = attempts + 1
 WHERE id IN (
